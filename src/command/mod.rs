@@ -1,0 +1,142 @@
+//! The command line: one file per subcommand, each a clap struct and a `run` function.
+
+pub(crate) mod certs;
+mod demo;
+mod enqueue;
+mod maintenance;
+pub(crate) mod run;
+pub(crate) mod sim;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Layer, Settings};
+use crate::error::Result;
+use crate::store::Store;
+
+/// Bulk-delete stored files from the Acronis Notary service and keep every certificate.
+///
+/// Put file IDs in the queue with `enqueue` (or plain SQL), delete them with `run` (from
+/// cron), and look certificates up later with `certs`. Try it all with `demo`.
+#[derive(Debug, Parser)]
+#[command(name = "notary-purge", version, max_term_width = 100)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML, see jobs.example.toml)
+    #[arg(long, global = true, env = "NOTARY_PURGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// SQLite database holding the queue and the archive [default: notary-purge.db]
+    #[arg(long, global = true, env = "NOTARY_PURGE_DATABASE", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Notary API root, e.g. https://eu2-cloud.acronis.com/api/notary/v2
+    #[arg(long, global = true, env = "NOTARY_PURGE_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr, and no progress bar
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event
+    Text,
+    /// One JSON object per event
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add a batch of file IDs to the queue
+    Enqueue(enqueue::Args),
+    /// Delete queued files and archive their certificates (for cron)
+    Run(run::Args),
+    /// Show counts per state and batch, and the items that need attention
+    Status(status::Args),
+    /// Print archived certificates, or export the whole archive
+    Certs(certs::Args),
+    /// Put failed items back in the queue
+    Retry(maintenance::RetryArgs),
+    /// Remove the pending items of a batch from the queue
+    Cancel(maintenance::CancelArgs),
+    /// Serve a Notary API simulator on loopback (for trials and tests)
+    Sim(sim::Args),
+    /// Run the whole job against a built-in simulator and show the result
+    Demo(demo::Args),
+}
+
+/// How a command ended, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for was done.
+    Success = 0,
+    /// Some items failed or were rejected; see `status`.
+    ItemsFailed = 1,
+    /// Bad usage, configuration or database (also used by `main` for errors).
+    Usage = 2,
+    /// The service refused to go on (401 or 402); nothing was lost.
+    Stopped = 3,
+    /// Interrupted by SIGINT or SIGTERM; unfinished items are pending again.
+    Interrupted = 130,
+}
+
+/// Runs the parsed command.
+pub async fn execute(cli: Cli) -> Result<Exit> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Enqueue(args) => enqueue::run(global, args).await,
+        Command::Run(args) => run::run(global, args).await,
+        Command::Status(args) => status::run(global, args).await,
+        Command::Certs(args) => certs::run(global, args).await,
+        Command::Retry(args) => maintenance::retry(global, args).await,
+        Command::Cancel(args) => maintenance::cancel(global, args).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(global, args).await,
+    }
+}
+
+impl GlobalArgs {
+    /// Settings from the config file, then the environment and global flags over it.
+    pub fn settings(&self, flags: Layer) -> Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Layer::from_file(path)?,
+            None => Layer::default(),
+        };
+        let global = Layer {
+            database: self.db.clone(),
+            base_url: self.base_url.clone(),
+            ..Layer::default()
+        };
+        flags.over(global).over(file).resolve()
+    }
+
+    /// Whether a progress bar may be drawn.
+    pub fn wants_progress(&self) -> bool {
+        use std::io::IsTerminal;
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// Opens the configured database.
+async fn open_store(settings: &Settings) -> Result<Store> {
+    Store::open(&settings.database).await
+}

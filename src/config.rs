@@ -1,0 +1,330 @@
+//! Settings: defaults < config file < environment < flags, resolved into `Settings`.
+
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::backoff::Backoff;
+use crate::client::Token;
+use crate::error::{Error, Result};
+
+/// The environment variable that holds a static bearer token.
+pub const TOKEN_ENV: &str = "NOTARY_TOKEN";
+
+/// The database used when none is configured, relative to the working directory.
+pub const DEFAULT_DATABASE: &str = "notary-purge.db";
+
+/// Settings as written in a config file, a flag or an environment variable: each one
+/// optional, so that layers can be merged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// The Notary API root.
+    pub base_url: Option<String>,
+    /// The SQLite database file.
+    pub database: Option<PathBuf>,
+    /// A file holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// File IDs per bulk request.
+    pub chunk_size: Option<u32>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+    /// Requests per second over the whole run.
+    pub max_requests_per_second: Option<f64>,
+    /// Tries per request before its items are marked failed.
+    pub max_attempts: Option<u32>,
+    /// Ceiling of the first backoff, in milliseconds.
+    pub backoff_base_ms: Option<u64>,
+    /// Largest backoff ceiling, in milliseconds.
+    pub backoff_max_ms: Option<u64>,
+    /// Limit for one request, in seconds.
+    pub request_timeout_secs: Option<u64>,
+    /// Limit for opening a connection, in seconds.
+    pub connect_timeout_secs: Option<u64>,
+    /// How long a run's hold on its items lasts without renewal, in seconds.
+    pub lease_secs: Option<u64>,
+    /// Read each file's certificate before deleting it.
+    pub capture_certificates: Option<bool>,
+    /// Refuse runs over this many items unless `--yes` is given.
+    pub confirm_above: Option<u64>,
+    /// Allow `http://` to hosts other than loopback.
+    pub allow_plain_http: Option<bool>,
+}
+
+/// Resolved, validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Notary API root, if configured.
+    pub base_url: Option<Url>,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    /// A file holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// File IDs per bulk request.
+    pub chunk_size: u32,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Requests per second over the whole run.
+    pub max_requests_per_second: Option<f64>,
+    /// Tries per request.
+    pub max_attempts: u32,
+    /// Retry timing.
+    pub backoff: Backoff,
+    /// Limit for one request.
+    pub request_timeout: Duration,
+    /// Limit for opening a connection.
+    pub connect_timeout: Duration,
+    /// How long a run's hold on its items lasts without renewal.
+    pub lease: Duration,
+    /// Read each file's certificate before deleting it.
+    pub capture_certificates: bool,
+    /// Refuse runs over this many items unless confirmed.
+    pub confirm_above: u64,
+}
+
+impl Layer {
+    /// Reads a TOML config file; unknown keys and wrong types are errors naming the line.
+    pub fn from_file(path: &Path) -> Result<Layer> {
+        let text = fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("cannot read config file `{}`", path.display()),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| {
+            let place = match err.span() {
+                Some(span) => format!(":{}", line_of(&text, span.start)),
+                None => String::new(),
+            };
+            let message = err.message().trim_end_matches('\n');
+            Error::Config(format!(
+                "config file `{}{place}`: {message}; see jobs.example.toml for every key",
+                path.display()
+            ))
+        })
+    }
+
+    /// `self` where set, else `lower`.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            base_url: self.base_url.or(lower.base_url),
+            database: self.database.or(lower.database),
+            token_file: self.token_file.or(lower.token_file),
+            chunk_size: self.chunk_size.or(lower.chunk_size),
+            concurrency: self.concurrency.or(lower.concurrency),
+            max_requests_per_second: self
+                .max_requests_per_second
+                .or(lower.max_requests_per_second),
+            max_attempts: self.max_attempts.or(lower.max_attempts),
+            backoff_base_ms: self.backoff_base_ms.or(lower.backoff_base_ms),
+            backoff_max_ms: self.backoff_max_ms.or(lower.backoff_max_ms),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            connect_timeout_secs: self.connect_timeout_secs.or(lower.connect_timeout_secs),
+            lease_secs: self.lease_secs.or(lower.lease_secs),
+            capture_certificates: self.capture_certificates.or(lower.capture_certificates),
+            confirm_above: self.confirm_above.or(lower.confirm_above),
+            allow_plain_http: self.allow_plain_http.or(lower.allow_plain_http),
+        }
+    }
+
+    /// Fills in defaults and checks every value.
+    pub fn resolve(self) -> Result<Settings> {
+        let allow_plain_http = self.allow_plain_http.unwrap_or(false);
+        let base_url = match &self.base_url {
+            Some(text) => Some(parse_base_url(text, allow_plain_http)?),
+            None => None,
+        };
+        let chunk_size = in_range("chunk_size", self.chunk_size.unwrap_or(100), 1, 1000)?;
+        let concurrency = in_range("concurrency", self.concurrency.unwrap_or(4), 1, 256)?;
+        let max_attempts = in_range("max_attempts", self.max_attempts.unwrap_or(5), 1, 100)?;
+        let max_requests_per_second = match self.max_requests_per_second {
+            Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
+                return Err(Error::Config(format!(
+                    "max_requests_per_second must be a positive number, not {rate}; \
+                     leave it out for no limit"
+                )))
+            }
+            other => other,
+        };
+        Ok(Settings {
+            base_url,
+            database: self
+                .database
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+            token_file: self.token_file,
+            chunk_size,
+            concurrency,
+            max_requests_per_second,
+            max_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(self.backoff_base_ms.unwrap_or(500)),
+                max: Duration::from_millis(self.backoff_max_ms.unwrap_or(30_000)),
+            },
+            request_timeout: seconds("request_timeout_secs", self.request_timeout_secs, 60)?,
+            connect_timeout: seconds("connect_timeout_secs", self.connect_timeout_secs, 10)?,
+            lease: seconds("lease_secs", self.lease_secs, 300)?,
+            capture_certificates: self.capture_certificates.unwrap_or(true),
+            confirm_above: self.confirm_above.unwrap_or(100_000),
+        })
+    }
+}
+
+impl Settings {
+    /// The base URL, or an error saying how to set it.
+    pub fn require_base_url(&self) -> Result<&Url> {
+        self.base_url.as_ref().ok_or_else(|| {
+            Error::Config(
+                "no Notary base URL: set `base_url` in the config file, NOTARY_PURGE_BASE_URL \
+                 or --base-url (e.g. https://eu2-cloud.acronis.com/api/notary/v2)"
+                    .to_string(),
+            )
+        })
+    }
+
+    /// The bearer token from `NOTARY_TOKEN`, else from `token_file`.
+    pub fn token(&self) -> Result<Token> {
+        if let Ok(value) = std::env::var(TOKEN_ENV) {
+            return non_empty(value, TOKEN_ENV);
+        }
+        let Some(path) = &self.token_file else {
+            return Err(Error::Config(format!(
+                "no token: set {TOKEN_ENV} or `token_file` in the config file"
+            )));
+        };
+        check_private(path)?;
+        let value = fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("cannot read token file `{}`", path.display()),
+            source,
+        })?;
+        non_empty(value, &format!("token file `{}`", path.display()))
+    }
+}
+
+fn non_empty(value: String, origin: &str) -> Result<Token> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Error::Config(format!("{origin} is empty")));
+    }
+    Ok(Token::new(value.to_string()))
+}
+
+/// Refuses a secret file that group members may write or others may read.
+pub fn check_private(path: &Path) -> Result<()> {
+    let metadata = fs::metadata(path).map_err(|source| Error::Io {
+        context: format!("cannot read `{}`", path.display()),
+        source,
+    })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o037 != 0 {
+        return Err(Error::Config(format!(
+            "`{}` holds a secret but its mode is {mode:04o}; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_base_url(text: &str, allow_plain_http: bool) -> Result<Url> {
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err(Error::Config(format!(
+                "base_url `{text}` has no scheme; write it as `https://{text}`"
+            )))
+        }
+        Err(err) => return Err(Error::Config(format!("base_url `{text}` is not a URL: {err}"))),
+    };
+    let is_loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback || allow_plain_http => Ok(url),
+        "http" => Err(Error::Config(format!(
+            "base_url `{text}` uses plain http to a host that is not loopback; use https, \
+             or set allow_plain_http = true if you really mean it"
+        ))),
+        other => Err(Error::Config(format!(
+            "base_url `{text}` has scheme `{other}`; use https"
+        ))),
+    }
+}
+
+fn in_range(name: &str, value: u32, low: u32, high: u32) -> Result<u32> {
+    if value < low || high < value {
+        return Err(Error::Config(format!(
+            "{name} must be between {low} and {high}, not {value}"
+        )));
+    }
+    Ok(value)
+}
+
+fn seconds(name: &str, value: Option<u64>, default: u64) -> Result<Duration> {
+    match value.unwrap_or(default) {
+        0 => Err(Error::Config(format!("{name} must be at least 1"))),
+        secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(toml_text: &str) -> Result<Layer> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.toml");
+        fs::write(&path, toml_text).unwrap();
+        Layer::from_file(&path)
+    }
+
+    #[track_caller]
+    fn check_error(toml_text: &str, expected: &[&str]) {
+        let err = layer(toml_text).and_then(Layer::resolve).unwrap_err().to_string();
+        for part in expected {
+            assert!(err.contains(part), "{err:?} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs.example.toml");
+        Layer::from_file(Path::new(example)).unwrap().resolve().unwrap();
+    }
+
+    #[test]
+    fn bad_configs_are_named_precisely() {
+        check_error("chunk_size = 10\nchunksize = 5\n", &["jobs.toml:2", "unknown field `chunksize`"]);
+        check_error("concurrency = \"four\"\n", &["jobs.toml:1", "invalid type"]);
+        check_error("base_url = \"example.com/api\"\n", &["no scheme", "https://example.com/api"]);
+        check_error("base_url = \"http://example.com/api\"\n", &["plain http"]);
+        check_error("chunk_size = 0\n", &["chunk_size must be between 1 and 1000"]);
+        check_error("max_requests_per_second = -1.0\n", &["positive"]);
+    }
+
+    #[test]
+    fn higher_layers_win() {
+        let file = Layer {
+            chunk_size: Some(50),
+            concurrency: Some(8),
+            ..Layer::default()
+        };
+        let flags = Layer {
+            chunk_size: Some(10),
+            ..Layer::default()
+        };
+        let settings = flags.over(file).resolve().unwrap();
+        assert_eq!((settings.chunk_size, settings.concurrency), (10, 8));
+        assert_eq!(settings.max_attempts, 5);
+    }
+}

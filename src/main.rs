@@ -1,0 +1,57 @@
+//! The `notary-purge` binary: parse arguments, set up logging, run, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use notary_purge::command::{self, Cli, Exit, GlobalArgs, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.global);
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
+    };
+    match runtime.block_on(command::execute(cli)) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(err) => fail(&anyhow::Error::new(err)),
+    }
+}
+
+/// Prints the whole error chain once; a closed stdout (`| head`) is not an error.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    let is_broken_pipe = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io_err| io_err.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if is_broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {err:#}");
+    ExitCode::from(Exit::Usage as u8)
+}
+
+/// Logs go to stderr; NOTARY_PURGE_LOG (an EnvFilter) wins over -v/-q.
+fn init_tracing(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("NOTARY_PURGE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("notary_purge={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
