@@ -55,7 +55,7 @@ mod tests {
     fn parses_only_hyphenated_uuids_and_lowercases_them() {
         let id = "aa95bac7-33fd-4faa-9fa1-f4baeaca82cd";
         check(id, Some(id));
-        check("AA95BAC7-33FD-4FAA-9FA1-F4BAECA82CD", Some(id));
+        check("AA95BAC7-33FD-4FAA-9FA1-F4BAEACA82CD", Some(id));
         check("1376fc15-a0aa-4120-9f27-112a0563b46", None);
         check("aa95bac733fd4faa9fa1f4baeaca82cd", None);
         check("{aa95bac7-33fd-4faa-9fa1-f4baeaca82cd}", None);

@@ -11,6 +11,8 @@ mod conn;
 mod routes;
 mod state;
 mod token;
+#[cfg(test)]
+mod scratch;
 
 use std::future::Future;
 use std::io;
@@ -377,8 +379,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_after_delete_breaks_the_connection_but_deletes() {
+    async fn close_after_delete_breaks_a_reused_connection_but_deletes() {
         let harness = Harness::start(SimConfig::new("sim-token")).await;
+        let warm_up = harness.bulk_delete(Some("sim-token"), &[GUIDE_FILES[1].0]).await;
+        assert_eq!(warm_up.status(), 200);
+        warm_up.bytes().await.unwrap();
         harness.sim.push_fault(Fault::CloseAfterDelete);
 
         let url = format!("{}/stored-files", harness.sim.base_url());
@@ -387,8 +392,27 @@ mod tests {
 
         assert!(sent.is_err());
         assert!(!harness.sim.is_stored(GUIDE_FILES[0].0));
-        assert_eq!(harness.sim.requests()[0].status, 0);
+        assert_eq!(harness.sim.delete_requests(), 2);
+        assert_eq!(harness.sim.requests()[1].status, 0);
         harness.sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hanging_request_does_not_block_shutdown() {
+        let harness = Harness::start(SimConfig::new("sim-token")).await;
+        harness.sim.push_fault(Fault::Hang);
+
+        let url = format!("{}/stored-files", harness.sim.base_url());
+        let body = json!({ "file_ids": [GUIDE_FILES[0].0] });
+        let request = harness.http.delete(url).bearer_auth("sim-token").json(&body);
+        let pending = tokio::spawn(request.send());
+        while harness.sim.delete_requests() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let stop = tokio::time::timeout(Duration::from_secs(10), harness.sim.shutdown()).await;
+
+        assert!(stop.is_ok(), "shutdown waited for the hanging request");
+        assert!(pending.await.unwrap().is_err());
     }
 
     #[tokio::test]
