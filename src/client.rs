@@ -190,7 +190,9 @@ impl NotaryClient {
 
     /// `DELETE /stored-files/{id}`.
     pub async fn delete_one(&self, file_id: &FileId) -> Result<SingleDelete, CallError> {
-        let request = self.http.delete(self.url(&format!("stored-files/{file_id}")));
+        let request = self
+            .http
+            .delete(self.url(&format!("stored-files/{file_id}")));
         let (status, headers, body) = self.send(request).await?;
         match status.as_u16() {
             200..=299 => Ok(SingleDelete::Deleted),
@@ -369,8 +371,8 @@ fn parse_deleted(body: &Body) -> Result<Vec<DeletedEntry>, CallError> {
     if body.0.iter().all(u8::is_ascii_whitespace) {
         return Err(garbled("an empty body"));
     }
-    let json: Value =
-        serde_json::from_slice(&body.0).map_err(|err| garbled(&format!("malformed JSON ({err})")))?;
+    let json: Value = serde_json::from_slice(&body.0)
+        .map_err(|err| garbled(&format!("malformed JSON ({err})")))?;
     let Some(entries) = json.get("deleted").and_then(Value::as_array) else {
         return Err(garbled("no `deleted` array"));
     };
@@ -380,7 +382,10 @@ fn parse_deleted(body: &Body) -> Result<Vec<DeletedEntry>, CallError> {
         match id.and_then(|id| id.parse::<FileId>().ok()) {
             Some(file_id) => deleted.push(DeletedEntry {
                 file_id,
-                cert: entry.get("cert").and_then(Value::as_str).map(str::to_string),
+                cert: entry
+                    .get("cert")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 raw: entry.clone(),
             }),
             None => tracing::warn!(entry = %entry, "answer.entry_without_id"),
@@ -390,8 +395,8 @@ fn parse_deleted(body: &Body) -> Result<Vec<DeletedEntry>, CallError> {
 }
 
 fn parse_stored_file(body: &Body) -> Result<StoredFile, CallError> {
-    let json: Value =
-        serde_json::from_slice(&body.0).map_err(|err| garbled(&format!("malformed JSON ({err})")))?;
+    let json: Value = serde_json::from_slice(&body.0)
+        .map_err(|err| garbled(&format!("malformed JSON ({err})")))?;
     let file = json.get("file").unwrap_or(&json);
     let cert = file
         .get("certificate_id")
@@ -423,7 +428,10 @@ mod tests {
     #[test]
     fn reads_the_guides_answer_and_ignores_unknown_fields() {
         let deleted = parse_deleted(&case("response-200-guide.json")).unwrap();
-        let certs: Vec<_> = deleted.iter().map(|entry| entry.cert.clone().unwrap()).collect();
+        let certs: Vec<_> = deleted
+            .iter()
+            .map(|entry| entry.cert.clone().unwrap())
+            .collect();
         assert_eq!(
             certs,
             [
@@ -445,7 +453,10 @@ mod tests {
         assert!(err.is_retryable());
         let message = err.to_string();
         assert!(message.starts_with("502 Bad Gateway"), "{message}");
-        assert!(!message.contains('\n') && !message.contains("<html>"), "{message}");
+        assert!(
+            !message.contains('\n') && !message.contains("<html>"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -473,7 +484,9 @@ mod tests {
     #[test]
     fn statuses_map_to_what_the_runner_must_do() {
         let headers = HeaderMap::new();
-        let check = |status: u16| classify_status(StatusCode::from_u16(status).unwrap(), &headers, &body(b""));
+        let check = |status: u16| {
+            classify_status(StatusCode::from_u16(status).unwrap(), &headers, &body(b""))
+        };
         assert!(check(401).stops_run());
         assert!(check(402).stops_run());
         assert!(matches!(check(403), CallError::Refused { status: 403, .. }));

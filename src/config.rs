@@ -236,7 +236,11 @@ fn parse_base_url(text: &str, allow_plain_http: bool) -> Result<Url> {
                 "base_url `{text}` has no scheme; write it as `https://{text}`"
             )))
         }
-        Err(err) => return Err(Error::Config(format!("base_url `{text}` is not a URL: {err}"))),
+        Err(err) => {
+            return Err(Error::Config(format!(
+                "base_url `{text}` is not a URL: {err}"
+            )))
+        }
     };
     let is_loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -290,7 +294,10 @@ mod tests {
 
     #[track_caller]
     fn check_error(toml_text: &str, expected: &[&str]) {
-        let err = layer(toml_text).and_then(Layer::resolve).unwrap_err().to_string();
+        let err = layer(toml_text)
+            .and_then(Layer::resolve)
+            .unwrap_err()
+            .to_string();
         for part in expected {
             assert!(err.contains(part), "{err:?} lacks {part:?}");
         }
@@ -299,16 +306,28 @@ mod tests {
     #[test]
     fn the_example_config_is_valid() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs.example.toml");
-        Layer::from_file(Path::new(example)).unwrap().resolve().unwrap();
+        Layer::from_file(Path::new(example))
+            .unwrap()
+            .resolve()
+            .unwrap();
     }
 
     #[test]
     fn bad_configs_are_named_precisely() {
-        check_error("chunk_size = 10\nchunksize = 5\n", &["jobs.toml:2", "unknown field `chunksize`"]);
+        check_error(
+            "chunk_size = 10\nchunksize = 5\n",
+            &["jobs.toml:2", "unknown field `chunksize`"],
+        );
         check_error("concurrency = \"four\"\n", &["jobs.toml:1", "invalid type"]);
-        check_error("base_url = \"example.com/api\"\n", &["no scheme", "https://example.com/api"]);
+        check_error(
+            "base_url = \"example.com/api\"\n",
+            &["no scheme", "https://example.com/api"],
+        );
         check_error("base_url = \"http://example.com/api\"\n", &["plain http"]);
-        check_error("chunk_size = 0\n", &["chunk_size must be between 1 and 1000"]);
+        check_error(
+            "chunk_size = 0\n",
+            &["chunk_size must be between 1 and 1000"],
+        );
         check_error("max_requests_per_second = -1.0\n", &["positive"]);
     }
 

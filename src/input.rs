@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn skips_bom_comments_blanks_and_crlf() {
-        let input = b"\xEF\xBB\xBF# header\r\n\r\n  \t\r\nAA95BAC7-33FD-4FAA-9FA1-F4BAEACA82CD # x\r\n";
+        let input =
+            b"\xEF\xBB\xBF# header\r\n\r\n  \t\r\nAA95BAC7-33FD-4FAA-9FA1-F4BAEACA82CD # x\r\n";
         let expected = vec![(4, Ok("aa95bac7-33fd-4faa-9fa1-f4baeaca82cd".to_string()))];
         assert_eq!(entries(input), expected);
     }

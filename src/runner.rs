@@ -69,6 +69,8 @@ pub struct RunSummary {
     pub left_pending: u64,
     /// Outcomes not recorded because another run had taken the items over.
     pub fenced: u64,
+    /// Open items left in the queue after the run (for any run to take).
+    pub still_queued: u64,
     /// Wall-clock time of the run.
     #[serde(serialize_with = "as_seconds")]
     pub elapsed: Duration,
@@ -145,6 +147,7 @@ pub async fn run(
     }
     let mut summary = ctx.summary.lock().expect("summary lock").clone();
     summary.left_pending += released;
+    summary.still_queued = store.count_open().await?;
     summary.elapsed = started.elapsed();
     summary.stop = ctx.stop.lock().expect("stop lock").clone();
     tracing::info!(
@@ -206,7 +209,11 @@ async fn renew_leases(ctx: Arc<Ctx>) {
     let period = (ctx.options.lease / 3).max(Duration::from_millis(200));
     loop {
         tokio::time::sleep(period).await;
-        if let Err(err) = ctx.store.extend_leases(&ctx.run_id, ctx.options.lease).await {
+        if let Err(err) = ctx
+            .store
+            .extend_leases(&ctx.run_id, ctx.options.lease)
+            .await
+        {
             tracing::warn!(error = %err, "lease.renew_failed");
         }
     }
@@ -219,8 +226,12 @@ async fn work(ctx: Arc<Ctx>) -> Result<()> {
         }
         let limit = ctx.take_budget(ctx.options.chunk_size);
         if limit == 0 {
+            // Not a stop request: the chunks other workers hold still go out.
             let max = ctx.options.max_delete.unwrap_or(0);
-            ctx.request_stop(Stop::MaxDelete(max));
+            ctx.stop
+                .lock()
+                .expect("stop lock")
+                .get_or_insert(Stop::MaxDelete(max));
             return Ok(());
         }
         let claimed = ctx
@@ -275,8 +286,16 @@ impl Work {
     }
 
     /// Records the deletion with the certificate the service gave, or the captured one.
-    fn deleted(&mut self, cert: Option<String>, raw: Option<serde_json::Value>, note: Option<&str>) {
-        let file_id = self.file_id.expect("only valid items are sent").to_canonical();
+    fn deleted(
+        &mut self,
+        cert: Option<String>,
+        raw: Option<serde_json::Value>,
+        note: Option<&str>,
+    ) {
+        let file_id = self
+            .file_id
+            .expect("only valid items are sent")
+            .to_canonical();
         let (cert, raw, mut anomaly) = match (cert, raw, &self.captured) {
             (Some(cert), Some(raw), captured) => {
                 let differs = captured.as_ref().filter(|(seen, _)| *seen != cert);
@@ -339,11 +358,11 @@ async fn process_chunk(ctx: &Ctx, claimed: Vec<Claimed>) -> Result<()> {
 
 fn mark_invalid_and_repeated(works: &mut [Work]) {
     let mut first_seen: HashMap<FileId, usize> = HashMap::new();
-    for index in 0..works.len() {
-        match works[index].file_id {
-            None => works[index].decide(ItemState::Rejected, Some("not a UUID".to_string())),
+    for (index, work) in works.iter_mut().enumerate() {
+        match work.file_id {
+            None => work.decide(ItemState::Rejected, Some("not a UUID".to_string())),
             Some(file_id) => match first_seen.get(&file_id) {
-                Some(first) => works[index].same_as = Some(*first),
+                Some(first) => work.same_as = Some(*first),
                 None => {
                     first_seen.insert(file_id, index);
                 }
@@ -387,7 +406,10 @@ async fn send_bulk(ctx: &Ctx, works: &mut [Work]) -> Vec<usize> {
         if ctx.is_stopping() {
             continue;
         }
-        let ids: Vec<FileId> = group.iter().map(|&i| works[i].file_id.expect("open")).collect();
+        let ids: Vec<FileId> = group
+            .iter()
+            .map(|&i| works[i].file_id.expect("open"))
+            .collect();
         let result = retrying(ctx, || ctx.client.delete_many(&ids)).await;
         for &index in &group {
             works[index].attempts += result.attempts;
@@ -413,8 +435,10 @@ async fn send_bulk(ctx: &Ctx, works: &mut [Work]) -> Vec<usize> {
 
 /// Records the entries of a bulk answer; returns the requested items it did not list.
 fn apply_deleted(works: &mut [Work], group: &[usize], entries: Vec<DeletedEntry>) -> Vec<usize> {
-    let by_id: HashMap<FileId, usize> =
-        group.iter().map(|&i| (works[i].file_id.expect("open"), i)).collect();
+    let by_id: HashMap<FileId, usize> = group
+        .iter()
+        .map(|&i| (works[i].file_id.expect("open"), i))
+        .collect();
     let mut listed = HashSet::new();
     for entry in entries {
         match by_id.get(&entry.file_id) {
@@ -425,7 +449,11 @@ fn apply_deleted(works: &mut [Work], group: &[usize], entries: Vec<DeletedEntry>
             None => tracing::warn!(file_id = %entry.file_id, "answer.unrequested_entry"),
         }
     }
-    group.iter().copied().filter(|index| !listed.contains(index)).collect()
+    group
+        .iter()
+        .copied()
+        .filter(|index| !listed.contains(index))
+        .collect()
 }
 
 /// Finds out what happened to one file the bulk answer did not list, with the
@@ -493,7 +521,10 @@ fn fail(ctx: &Ctx, work: &mut Work, failure: Failure) {
 async fn commit(ctx: &Ctx, mut works: Vec<Work>) -> Result<()> {
     for index in 0..works.len() {
         if let Some(first) = works[index].same_as {
-            let (state, _) = works[first].outcome.clone().unwrap_or((ItemState::Pending, None));
+            let (state, _) = works[first]
+                .outcome
+                .clone()
+                .unwrap_or((ItemState::Pending, None));
             let note = format!("same file as item {}", works[first].claimed.item_id);
             works[index].decide(state, Some(note));
         }
@@ -520,7 +551,10 @@ async fn commit(ctx: &Ctx, mut works: Vec<Work>) -> Result<()> {
             needs_lookup: work.needs_lookup,
         });
     }
-    counts.fenced = ctx.store.record_outcomes(&ctx.run_id, &outcomes, &archive).await?;
+    counts.fenced = ctx
+        .store
+        .record_outcomes(&ctx.run_id, &outcomes, &archive)
+        .await?;
     if counts.fenced > 0 {
         tracing::warn!(fenced = counts.fenced, "chunk.lease_lost");
     }

@@ -208,7 +208,12 @@ impl Store {
     ///
     /// Invalid lines are stored as `rejected` items so the batch tells what it was given.
     /// An input without a single line (only blanks and comments) writes nothing.
-    pub async fn enqueue<I>(&self, label: Option<&str>, source: &str, entries: I) -> Result<EnqueueReport>
+    pub async fn enqueue<I>(
+        &self,
+        label: Option<&str>,
+        source: &str,
+        entries: I,
+    ) -> Result<EnqueueReport>
     where
         I: Iterator<Item = io::Result<Entry>>,
     {
@@ -309,7 +314,11 @@ where lease_owner = ?1 and state = 'in_flight'",
     }
 
     /// Records certificates read before deletion, durably, before anything is sent.
-    pub async fn record_captures(&self, run_id: &str, captures: &[(i64, String, String)]) -> Result<()> {
+    pub async fn record_captures(
+        &self,
+        run_id: &str,
+        captures: &[(i64, String, String)],
+    ) -> Result<()> {
         if captures.is_empty() {
             return Ok(());
         }
@@ -330,7 +339,9 @@ where id = ? and lease_owner = ?"
             .await
             .context("failed to record a captured certificate")?;
         }
-        tx.commit().await.context("failed to commit captured certificates")
+        tx.commit()
+            .await
+            .context("failed to commit captured certificates")
     }
 
     /// Archives `certificates` and records `outcomes`, in one transaction.
@@ -446,7 +457,9 @@ order by id limit ?"
             .fetch_all(&self.pool)
             .await
             .context("failed to count items")?;
-        Ok(fill_counts(rows.iter().map(|row| (row.get("state"), row.get("n")))))
+        Ok(fill_counts(
+            rows.iter().map(|row| (row.get("state"), row.get("n"))),
+        ))
     }
 
     /// Item counts per state for every batch, oldest batch first.
@@ -475,12 +488,17 @@ order by b.id",
             }
             let batch = batches.last_mut().expect("pushed above");
             if let Some(state) = row.get::<Option<String>, _>("state") {
-                batch.counts.push((state.parse().unwrap_or(ItemState::Failed), 0));
+                batch
+                    .counts
+                    .push((state.parse().unwrap_or(ItemState::Failed), 0));
                 batch.counts.last_mut().expect("pushed").1 = row.get::<i64, _>("n") as u64;
             }
         }
         for batch in &mut batches {
-            let counts = batch.counts.iter().map(|(state, n)| (state.as_str().to_string(), *n as i64));
+            let counts = batch
+                .counts
+                .iter()
+                .map(|(state, n)| (state.as_str().to_string(), *n as i64));
             batch.counts = fill_counts(counts);
         }
         Ok(batches)
@@ -675,10 +693,14 @@ fn certificate_from_row(row: &sqlx::sqlite::SqliteRow) -> Certificate {
 
 /// Counts for every state, zero where `counts` has none.
 fn fill_counts(counts: impl Iterator<Item = (String, i64)>) -> Vec<(ItemState, u64)> {
-    let mut filled: Vec<(ItemState, u64)> = ItemState::ALL.iter().map(|state| (*state, 0)).collect();
+    let mut filled: Vec<(ItemState, u64)> =
+        ItemState::ALL.iter().map(|state| (*state, 0)).collect();
     for (state, n) in counts {
         if let Ok(state) = ItemState::from_str(&state) {
-            let slot = filled.iter_mut().find(|(known, _)| *known == state).expect("all states");
+            let slot = filled
+                .iter_mut()
+                .find(|(known, _)| *known == state)
+                .expect("all states");
             slot.1 += n as u64;
         }
     }

@@ -100,8 +100,10 @@ async fn export(store: &Store, format: ExportFormat, since: Option<&str>) -> Res
             writer
                 .write_record(["file_id", "cert", "deleted_at", "batch_id", "anomaly"])
                 .map_err(csv_error)?;
-            for_each_certificate(store, since, |certificate| write_csv(&mut writer, certificate))
-                .await?;
+            for_each_certificate(store, since, |certificate| {
+                write_csv(&mut writer, certificate)
+            })
+            .await?;
             writer.flush().map_err(write_error)
         }
         ExportFormat::Jsonl => {
@@ -142,7 +144,10 @@ fn write_error(err: io::Error) -> Error {
 }
 
 fn write_csv<W: Write>(writer: &mut csv::Writer<W>, certificate: &Certificate) -> Result<()> {
-    let batch_id = certificate.batch_id.map(|id| id.to_string()).unwrap_or_default();
+    let batch_id = certificate
+        .batch_id
+        .map(|id| id.to_string())
+        .unwrap_or_default();
     writer
         .write_record([
             certificate.file_id.as_str(),

@@ -63,7 +63,10 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     let settings = global.settings(flags)?;
     let base_url = settings.require_base_url()?.clone();
     println!("simulator: {base_url}");
-    println!("database:  {}", display_database(&database, global.db.is_some()));
+    println!(
+        "database:  {}",
+        display_database(&database, global.db.is_some())
+    );
 
     let store = Store::open(&settings.database).await?;
     let ids = GUIDE_FILES
@@ -92,7 +95,14 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     })
     .map_err(|err| Error::Config(format!("cannot set up HTTP: {err}")))?;
     let options = run_options(&settings, None);
-    let summary = runner::run(&store, &client, &options, std::future::pending(), indicatif::ProgressBar::hidden()).await?;
+    let summary = runner::run(
+        &store,
+        &client,
+        &options,
+        std::future::pending(),
+        indicatif::ProgressBar::hidden(),
+    )
+    .await?;
     print_summary(&summary);
 
     for (file_id, _) in GUIDE_FILES {

@@ -44,7 +44,10 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     let from_stdin = args.ids == ["-"] || args.file.as_deref() == Some("-".as_ref());
     let (source, report) = if from_stdin {
         let entries = Entries::new(io::stdin().lock());
-        ("<stdin>".to_string(), store.enqueue(label, "<stdin>", entries).await?)
+        (
+            "<stdin>".to_string(),
+            store.enqueue(label, "<stdin>", entries).await?,
+        )
     } else if let Some(path) = &args.file {
         let source = path.display().to_string();
         let file = File::open(path).map_err(|err| Error::Io {
@@ -55,7 +58,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         let report = store.enqueue(label, &source, entries).await?;
         (source, report)
     } else if !args.ids.is_empty() {
-        let report = store.enqueue(label, "<args>", argument_entries(&args.ids)).await?;
+        let report = store
+            .enqueue(label, "<args>", argument_entries(&args.ids))
+            .await?;
         ("<args>".to_string(), report)
     } else {
         return Err(Error::Config(
@@ -83,7 +88,11 @@ fn argument_entries(ids: &[String]) -> impl Iterator<Item = io::Result<Entry>> +
 }
 
 fn print_report(source: &str, report: &EnqueueReport, json: bool) {
-    let place = if source == "<args>" { "argument" } else { "line" };
+    let place = if source == "<args>" {
+        "argument"
+    } else {
+        "line"
+    };
     for (line, text) in &report.rejected {
         eprintln!("error: {source}: {place} {line}: not a UUID: `{text}` (stored as rejected, never sent)");
     }

@@ -38,7 +38,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "NOTARY_PURGE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// SQLite database holding the queue and the archive [default: notary-purge.db]
-    #[arg(long, global = true, env = "NOTARY_PURGE_DATABASE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "NOTARY_PURGE_DATABASE",
+        value_name = "PATH"
+    )]
     pub db: Option<PathBuf>,
     /// Notary API root, e.g. https://eu2-cloud.acronis.com/api/notary/v2
     #[arg(long, global = true, env = "NOTARY_PURGE_BASE_URL", value_name = "URL")]

@@ -40,7 +40,11 @@ pub struct Args {
     #[arg(long, env = "NOTARY_PURGE_CONCURRENCY", value_name = "N")]
     concurrency: Option<u32>,
     /// Requests per second, spread evenly [default: no limit]
-    #[arg(long, env = "NOTARY_PURGE_MAX_REQUESTS_PER_SECOND", value_name = "RATE")]
+    #[arg(
+        long,
+        env = "NOTARY_PURGE_MAX_REQUESTS_PER_SECOND",
+        value_name = "RATE"
+    )]
     max_requests_per_second: Option<f64>,
     /// Tries per request before its files are marked failed [default: 5]
     #[arg(long, env = "NOTARY_PURGE_MAX_ATTEMPTS", value_name = "N")]
@@ -135,7 +139,12 @@ pub(crate) fn run_options(settings: &Settings, max_delete: Option<u64>) -> RunOp
     }
 }
 
-async fn print_dry_run(store: &Store, settings: &Settings, n_open: u64, max: Option<u64>) -> Result<()> {
+async fn print_dry_run(
+    store: &Store,
+    settings: &Settings,
+    n_open: u64,
+    max: Option<u64>,
+) -> Result<()> {
     let n_to_send = max.map_or(n_open, |max| max.min(n_open));
     let n_chunks = n_to_send.div_ceil(u64::from(settings.chunk_size));
     println!(
@@ -197,8 +206,8 @@ pub(crate) fn print_summary(summary: &RunSummary) {
         "deleted {}, already gone {}, rejected {}, failed {}",
         summary.deleted, summary.already_gone, summary.rejected, summary.failed
     );
-    if summary.left_pending > 0 {
-        line.push_str(&format!(", left pending {}", summary.left_pending));
+    if summary.still_queued > 0 {
+        line.push_str(&format!(", still queued {}", summary.still_queued));
     }
     line.push_str(&format!(
         " in {:.1}s ({:.0} IDs/s)",

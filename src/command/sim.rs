@@ -52,7 +52,9 @@ pub async fn run(args: Args) -> Result<Exit> {
         )));
     }
     if !(0.0..=1.0).contains(&args.fault_rate) {
-        return Err(Error::Config("--fault-rate must be between 0 and 1".to_string()));
+        return Err(Error::Config(
+            "--fault-rate must be between 0 and 1".to_string(),
+        ));
     }
     let token = std::env::var(TOKEN_ENV).unwrap_or_else(|_| SIM_TOKEN.to_string());
     let mut config = SimConfig::new(&token);

@@ -51,7 +51,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
                 })
             })
             .collect();
-        let value = serde_json::json!({ "states": states, "batches": batches, "problems": problems });
+        let value =
+            serde_json::json!({ "states": states, "batches": batches, "problems": problems });
         println!("{value}");
     } else {
         print_text(&states, &batches, &problems);

@@ -76,8 +76,12 @@ pub(super) async fn delete_stored_files(
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let content_type = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    let mime = content_type.and_then(|value| value.split(';').next()).unwrap_or_default();
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let mime = content_type
+        .and_then(|value| value.split(';').next())
+        .unwrap_or_default();
     mime.trim().eq_ignore_ascii_case("application/json")
 }
 
@@ -85,13 +89,17 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn parse_file_ids(body: &[u8]) -> Result<Vec<String>, String> {
     let request: BulkRequest =
         serde_json::from_slice(body).map_err(|error| format!("body: {error}"))?;
-    let file_ids = request.file_ids.unwrap_or_default().into_iter().map(|value| match value {
-        Value::String(mut file_id) => {
-            file_id.make_ascii_lowercase();
-            file_id
-        }
-        other => other.to_string(),
-    });
+    let file_ids = request
+        .file_ids
+        .unwrap_or_default()
+        .into_iter()
+        .map(|value| match value {
+            Value::String(mut file_id) => {
+                file_id.make_ascii_lowercase();
+                file_id
+            }
+            other => other.to_string(),
+        });
     Ok(file_ids.collect())
 }
 
@@ -100,7 +108,10 @@ fn check_file_ids(file_ids: &[String], max_ids: usize) -> Result<(), String> {
         return Err("file_ids: must not be empty".to_owned());
     }
     if max_ids < file_ids.len() {
-        return Err(format!("file_ids: at most {max_ids} ids per request, got {}", file_ids.len()));
+        return Err(format!(
+            "file_ids: at most {max_ids} ids per request, got {}",
+            file_ids.len()
+        ));
     }
     match file_ids.iter().position(|file_id| !is_uuid(file_id)) {
         Some(idx) => Err(format!("file_ids: invalid UUID at index {idx}")),
@@ -130,7 +141,11 @@ async fn answer(sim: &SimState, connection: &Connection, file_ids: &[String]) ->
         }
         Some(Fault::ProxyHtml502) => {
             let content_type = HeaderValue::from_static("text/html");
-            (StatusCode::BAD_GATEWAY, [(CONTENT_TYPE, content_type)], PROXY_BAD_GATEWAY_HTML)
+            (
+                StatusCode::BAD_GATEWAY,
+                [(CONTENT_TYPE, content_type)],
+                PROXY_BAD_GATEWAY_HTML,
+            )
                 .into_response()
         }
         Some(Fault::TooManyRequests { retry_after }) => too_many_requests(&retry_after),
@@ -167,7 +182,11 @@ fn delete_and_answer(
         _ => 0,
     };
     let deleted = sim.delete_files(&files, n_keep);
-    tracing::debug!(n_requested = file_ids.len(), n_deleted = deleted.len(), "sim.bulk_deleted");
+    tracing::debug!(
+        n_requested = file_ids.len(),
+        n_deleted = deleted.len(),
+        "sim.bulk_deleted"
+    );
 
     let mut entries: Vec<DeletedEntry> = deleted.into_iter().map(describe).collect();
     distort(&mut entries, fault, file_ids);
@@ -270,9 +289,14 @@ mod tests {
 
         let file_ids = parse_file_ids(body).unwrap();
 
-        assert_eq!(file_ids, ["aa95bac7-33fd-4faa-9fa1-f4baeaca82cd", "7", "null"]);
+        assert_eq!(
+            file_ids,
+            ["aa95bac7-33fd-4faa-9fa1-f4baeaca82cd", "7", "null"]
+        );
         assert_eq!(parse_file_ids(b"{}").unwrap(), Vec::<String>::new());
-        assert!(parse_file_ids(b"not json").unwrap_err().starts_with("body: "));
+        assert!(parse_file_ids(b"not json")
+            .unwrap_err()
+            .starts_with("body: "));
     }
 
     #[test]
@@ -280,12 +304,18 @@ mod tests {
         #[track_caller]
         fn case(file_ids: &[&str], expected: Result<(), &str>) {
             let file_ids: Vec<String> = file_ids.iter().map(|id| id.to_string()).collect();
-            assert_eq!(check_file_ids(&file_ids, 2), expected.map_err(str::to_owned));
+            assert_eq!(
+                check_file_ids(&file_ids, 2),
+                expected.map_err(str::to_owned)
+            );
         }
 
         let valid = "ba635289-d3a1-45a2-a0ff-a8518607f656";
         case(&[], Err("file_ids: must not be empty"));
-        case(&[valid, valid, valid], Err("file_ids: at most 2 ids per request, got 3"));
+        case(
+            &[valid, valid, valid],
+            Err("file_ids: at most 2 ids per request, got 3"),
+        );
         case(&[valid, "nope"], Err("file_ids: invalid UUID at index 1"));
         case(&[valid, valid], Ok(()));
     }

@@ -51,7 +51,9 @@ impl Listener for SimListener {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "sim.nodelay_failed");
         }
-        let connection = Connection { broken: Arc::new(AtomicBool::new(false)) };
+        let connection = Connection {
+            broken: Arc::new(AtomicBool::new(false)),
+        };
         (BreakableStream { stream, connection }, remote_addr)
     }
 

@@ -11,8 +11,6 @@ mod conn;
 mod routes;
 mod state;
 mod token;
-#[cfg(test)]
-mod scratch;
 
 use std::future::Future;
 use std::io;
@@ -246,7 +244,12 @@ pub async fn start(config: SimConfig, listener: TcpListener) -> io::Result<SimHa
         let _ = stopped.await;
     };
     let task = tokio::spawn(run(state.clone(), listener, shutdown));
-    Ok(SimHandle { addr, state, stop, task })
+    Ok(SimHandle {
+        addr,
+        state,
+        stop,
+        task,
+    })
 }
 
 /// Serves until `shutdown` completes, then stops gracefully.
@@ -277,7 +280,9 @@ async fn run(
         shutdown.await;
         signal_state.begin_shutdown();
     };
-    let result = axum::serve(SimListener::new(listener), app).with_graceful_shutdown(signal).await;
+    let result = axum::serve(SimListener::new(listener), app)
+        .with_graceful_shutdown(signal)
+        .await;
 
     tracing::info!(%addr, "sim.stopped");
     result
@@ -292,7 +297,10 @@ mod tests {
     #[test]
     fn generated_ids_follow_the_documented_format() {
         assert_eq!(generated_file_id(0), "00000000-0000-4000-8000-000000000000");
-        assert_eq!(generated_file_id(0xabc), "00000000-0000-4000-8000-000000000abc");
+        assert_eq!(
+            generated_file_id(0xabc),
+            "00000000-0000-4000-8000-000000000abc"
+        );
         assert_eq!(foreign_file_id(1), "00000000-0000-4000-9000-000000000001");
     }
 
@@ -304,7 +312,9 @@ mod tests {
         assert_eq!(distinct.len(), certs.len());
         for cert in &certs {
             assert_eq!(cert.len(), 64);
-            assert!(cert.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')));
+            assert!(cert
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')));
         }
     }
 
@@ -317,7 +327,10 @@ mod tests {
         async fn start(config: SimConfig) -> Harness {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let sim = start(config, listener).await.unwrap();
-            Harness { sim, http: reqwest::Client::new() }
+            Harness {
+                sim,
+                http: reqwest::Client::new(),
+            }
         }
 
         async fn bulk_delete(&self, token: Option<&str>, file_ids: &[&str]) -> reqwest::Response {
@@ -331,14 +344,22 @@ mod tests {
 
         async fn delete_one(&self, file_id: &str) -> reqwest::Response {
             let url = format!("{}/stored-files/{file_id}", self.sim.base_url());
-            self.http.delete(url).bearer_auth("sim-token").send().await.unwrap()
+            self.http
+                .delete(url)
+                .bearer_auth("sim-token")
+                .send()
+                .await
+                .unwrap()
         }
     }
 
     fn deleted_pairs(body: &Value) -> Vec<(String, String)> {
         let entries = body["deleted"].as_array().unwrap();
         let pair = |entry: &Value| {
-            (entry["id"].as_str().unwrap().to_owned(), entry["cert"].as_str().unwrap().to_owned())
+            (
+                entry["id"].as_str().unwrap().to_owned(),
+                entry["cert"].as_str().unwrap().to_owned(),
+            )
         };
         entries.iter().map(pair).collect()
     }
@@ -356,8 +377,10 @@ mod tests {
 
         let guide = harness.bulk_delete(Some("sim-token"), &guide_ids).await;
         assert_eq!(guide.status(), 200);
-        let expected: Vec<(String, String)> =
-            GUIDE_FILES.iter().map(|(id, cert)| (id.to_string(), cert.to_string())).collect();
+        let expected: Vec<(String, String)> = GUIDE_FILES
+            .iter()
+            .map(|(id, cert)| (id.to_string(), cert.to_string()))
+            .collect();
         assert_eq!(deleted_pairs(&guide.json().await.unwrap()), expected);
 
         let again = harness.delete_one(GUIDE_FILES[0].0).await;
@@ -366,9 +389,14 @@ mod tests {
 
         harness.sim.push_fault(Fault::Partial { omit: 1 });
         let generated = [generated_file_id(0), generated_file_id(1)];
-        let partial = harness.bulk_delete(Some("sim-token"), &[&generated[0], &generated[1]]).await;
+        let partial = harness
+            .bulk_delete(Some("sim-token"), &[&generated[0], &generated[1]])
+            .await;
         let partial: Value = partial.json().await.unwrap();
-        assert_eq!(deleted_pairs(&partial), [(generated[0].clone(), generated_cert(0))]);
+        assert_eq!(
+            deleted_pairs(&partial),
+            [(generated[0].clone(), generated_cert(0))]
+        );
         assert!(!harness.sim.is_stored(&generated[1]));
 
         assert_eq!(harness.sim.ledger().len(), 4);
@@ -381,14 +409,22 @@ mod tests {
     #[tokio::test]
     async fn close_after_delete_breaks_a_reused_connection_but_deletes() {
         let harness = Harness::start(SimConfig::new("sim-token")).await;
-        let warm_up = harness.bulk_delete(Some("sim-token"), &[GUIDE_FILES[1].0]).await;
+        let warm_up = harness
+            .bulk_delete(Some("sim-token"), &[GUIDE_FILES[1].0])
+            .await;
         assert_eq!(warm_up.status(), 200);
         warm_up.bytes().await.unwrap();
         harness.sim.push_fault(Fault::CloseAfterDelete);
 
         let url = format!("{}/stored-files", harness.sim.base_url());
         let body = json!({ "file_ids": [GUIDE_FILES[0].0] });
-        let sent = harness.http.delete(url).bearer_auth("sim-token").json(&body).send().await;
+        let sent = harness
+            .http
+            .delete(url)
+            .bearer_auth("sim-token")
+            .json(&body)
+            .send()
+            .await;
 
         assert!(sent.is_err());
         assert!(!harness.sim.is_stored(GUIDE_FILES[0].0));
@@ -404,7 +440,11 @@ mod tests {
 
         let url = format!("{}/stored-files", harness.sim.base_url());
         let body = json!({ "file_ids": [GUIDE_FILES[0].0] });
-        let request = harness.http.delete(url).bearer_auth("sim-token").json(&body);
+        let request = harness
+            .http
+            .delete(url)
+            .bearer_auth("sim-token")
+            .json(&body);
         let pending = tokio::spawn(request.send());
         while harness.sim.delete_requests() == 0 {
             tokio::task::yield_now().await;
@@ -420,17 +460,41 @@ mod tests {
         let harness = Harness::start(SimConfig::new("")).await;
         let token_url = format!("{}/api/2/idp/token", harness.sim.datacenter_url());
 
-        let denied = harness.http.post(&token_url).basic_auth("sim-client", Some("nope"));
-        let denied = denied.body("grant_type=client_credentials").send().await.unwrap();
-        let granted = harness.http.post(&token_url).basic_auth("sim-client", Some("sim-secret"));
-        let granted = granted.body("grant_type=client_credentials").send().await.unwrap();
+        let denied = harness
+            .http
+            .post(&token_url)
+            .basic_auth("sim-client", Some("nope"));
+        let denied = denied
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        let granted = harness
+            .http
+            .post(&token_url)
+            .basic_auth("sim-client", Some("sim-secret"));
+        let granted = granted
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
 
         assert_eq!(denied.status(), 401);
         let granted: Value = granted.json().await.unwrap();
         assert_eq!(granted["expires_in"], 7200);
         let token = granted["access_token"].as_str().unwrap();
-        let cert_url = format!("{}/certificates/{}", harness.sim.base_url(), GUIDE_FILES[1].1);
-        let cert = harness.http.get(cert_url).bearer_auth(token).send().await.unwrap();
+        let cert_url = format!(
+            "{}/certificates/{}",
+            harness.sim.base_url(),
+            GUIDE_FILES[1].1
+        );
+        let cert = harness
+            .http
+            .get(cert_url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(cert.status(), 200);
         assert_eq!(harness.sim.tokens_issued(), 1);
         harness.sim.shutdown().await;

@@ -34,7 +34,10 @@ struct Broken;
 pub(super) fn router(sim: Arc<SimState>) -> Router {
     let notary = Router::new()
         .route("/stored-files", delete(bulk::delete_stored_files))
-        .route("/stored-files/{file_id}", get(get_stored_file).delete(delete_stored_file))
+        .route(
+            "/stored-files/{file_id}",
+            get(get_stored_file).delete(delete_stored_file),
+        )
         .route("/certificates/{cert}", get(get_certificate))
         .route_layer(from_fn_with_state(sim.clone(), require_token));
     Router::new()
@@ -65,7 +68,11 @@ async fn observe(
         broken(&connection)
     };
 
-    let file_ids = response.extensions_mut().remove::<FileIds>().unwrap_or_default().0;
+    let file_ids = response
+        .extensions_mut()
+        .remove::<FileIds>()
+        .unwrap_or_default()
+        .0;
     let status = match response.extensions().get::<Broken>() {
         Some(Broken) => 0,
         None => response.status().as_u16(),
@@ -73,7 +80,12 @@ async fn observe(
     tracing::debug!(%method, path = uri.path(), status, n_ids = file_ids.len(), "sim.request");
     if sim.config.record_requests {
         let path = uri.path().to_owned();
-        sim.record_request(RequestRecord { method: method.to_string(), path, file_ids, status });
+        sim.record_request(RequestRecord {
+            method: method.to_string(),
+            path,
+            file_ids,
+            status,
+        });
     }
     response
 }
@@ -121,7 +133,10 @@ async fn get_stored_file(
 /// `GET /certificates/{cert}`: any known certificate, also after its file was deleted.
 async fn get_certificate(State(sim): State<Arc<SimState>>, Path(cert): Path<String>) -> Response {
     match sim.catalog.resolve_cert(&cert.to_ascii_lowercase()) {
-        Some(file) => json_value(StatusCode::OK, &json!({ "certificate": file.certificate_json() })),
+        Some(file) => json_value(
+            StatusCode::OK,
+            &json!({ "certificate": file.certificate_json() }),
+        ),
         None => not_found(),
     }
 }
@@ -134,7 +149,9 @@ async fn not_found_route() -> Response {
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// A response with no body at all.
@@ -160,7 +177,10 @@ pub(super) fn json_value(status: StatusCode, value: &Value) -> Response {
 
 /// The service's error body: `{"domain", "code", "debug": {"message"}}`.
 pub(super) fn service_error(status: StatusCode, message: &str) -> Response {
-    let code = status.canonical_reason().unwrap_or("Error").replace(' ', "");
+    let code = status
+        .canonical_reason()
+        .unwrap_or("Error")
+        .replace(' ', "");
     let body = json!({ "domain": "NotaryService", "code": code, "debug": { "message": message } });
     json_value(status, &body)
 }

@@ -80,14 +80,20 @@ impl SimState {
     /// stored, and returns what was deleted.
     pub(super) fn delete_files(&self, files: &[FileRef], n_keep: usize) -> Vec<FileRef> {
         let mut storage = lock(&self.storage);
-        let mut deleted: Vec<FileRef> =
-            files.iter().copied().filter(|file| storage.remove(*file)).collect();
+        let mut deleted: Vec<FileRef> = files
+            .iter()
+            .copied()
+            .filter(|file| storage.remove(*file))
+            .collect();
 
         let n_deleted = deleted.len() - n_keep.min(deleted.len());
         for file in deleted.drain(n_deleted..) {
             storage.restore(file);
         }
-        let entries = deleted.iter().map(|file| LedgerEntry { file: *file, via_bulk: true });
+        let entries = deleted.iter().map(|file| LedgerEntry {
+            file: *file,
+            via_bulk: true,
+        });
         storage.ledger.extend(entries);
         deleted
     }
@@ -97,7 +103,10 @@ impl SimState {
         let mut storage = lock(&self.storage);
         let was_stored = storage.remove(file);
         if was_stored {
-            storage.ledger.push(LedgerEntry { file, via_bulk: false });
+            storage.ledger.push(LedgerEntry {
+                file,
+                via_bulk: false,
+            });
         }
         was_stored
     }
@@ -262,7 +271,9 @@ fn random_fault(rate: f64) -> Option<Fault> {
     let fault = match rng.gen_range(0..5) {
         0 => Fault::Status(500),
         1 => Fault::Status(503),
-        2 => Fault::TooManyRequests { retry_after: "1".to_owned() },
+        2 => Fault::TooManyRequests {
+            retry_after: "1".to_owned(),
+        },
         3 => Fault::CloseAfterDelete,
         _ => Fault::ProxyHtml502,
     };
@@ -302,7 +313,11 @@ mod tests {
     #[test]
     fn deleting_keeps_the_last_n_keep_files_stored() {
         let sim = state(130);
-        let files = [FileRef::Generated(1), FileRef::Generated(129), FileRef::Guide(0)];
+        let files = [
+            FileRef::Generated(1),
+            FileRef::Generated(129),
+            FileRef::Guide(0),
+        ];
 
         let deleted = sim.delete_files(&files, 1);
 
@@ -315,7 +330,11 @@ mod tests {
     #[test]
     fn duplicates_and_foreign_files_are_never_deleted_twice_or_at_all() {
         let sim = state(10);
-        let files = [FileRef::Generated(3), FileRef::Generated(3), FileRef::Foreign(0)];
+        let files = [
+            FileRef::Generated(3),
+            FileRef::Generated(3),
+            FileRef::Foreign(0),
+        ];
 
         let deleted = sim.delete_files(&files, 0);
 

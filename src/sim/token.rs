@@ -31,7 +31,9 @@ pub(super) async fn issue_token(
     body: Bytes,
 ) -> Response {
     let form = parse_form(&body);
-    let grant_type = form_value(&form, "grant_type").unwrap_or_default().to_owned();
+    let grant_type = form_value(&form, "grant_type")
+        .unwrap_or_default()
+        .to_owned();
     let refusal = match check_grant(&sim.config, &headers, &form) {
         Ok(()) => return token_response(&sim),
         Err(refusal) => refusal,
@@ -46,13 +48,18 @@ pub(super) async fn issue_token(
             (StatusCode::UNAUTHORIZED, "access_denied", description)
         }
     };
-    json_value(status, &json!({ "error": error, "error_description": description }))
+    json_value(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
 }
 
 fn token_response(sim: &SimState) -> Response {
     let access_token = sim.issue_token();
     let expires_in = sim.config.token_lifetime.as_secs();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     let id_token = format!("sim-id-{}", uuid::Uuid::new_v4().simple());
     let body = json!({
         "access_token": access_token,
@@ -75,7 +82,9 @@ fn check_grant(
             let username = form_value(form, "username").unwrap_or_default();
             let password = form_value(form, "password").unwrap_or_default();
             if username.is_empty() || password.is_empty() {
-                return Err(Refusal::InvalidRequest("username and password are required"));
+                return Err(Refusal::InvalidRequest(
+                    "username and password are required",
+                ));
             }
             Ok(())
         }
@@ -92,7 +101,10 @@ fn check_client(
 ) -> Result<(), Refusal> {
     let from_form = || {
         let client_id = form_value(form, "client_id")?;
-        Some((client_id.to_owned(), form_value(form, "client_secret")?.to_owned()))
+        Some((
+            client_id.to_owned(),
+            form_value(form, "client_secret")?.to_owned(),
+        ))
     };
     let Some((client_id, client_secret)) = basic_credentials(headers).or_else(from_form) else {
         return Err(Refusal::AccessDenied("client credentials are required"));
@@ -116,7 +128,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 /// Splits an `application/x-www-form-urlencoded` body into decoded pairs.
@@ -124,9 +138,15 @@ fn parse_form(body: &[u8]) -> Vec<(String, String)> {
     body.split(|byte| *byte == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let split_idx = pair.iter().position(|byte| *byte == b'=').unwrap_or(pair.len());
+            let split_idx = pair
+                .iter()
+                .position(|byte| *byte == b'=')
+                .unwrap_or(pair.len());
             let value = pair.get(split_idx + 1..).unwrap_or_default();
-            (decode_form_component(&pair[..split_idx]), decode_form_component(value))
+            (
+                decode_form_component(&pair[..split_idx]),
+                decode_form_component(value),
+            )
         })
         .collect()
 }
@@ -136,9 +156,9 @@ fn decode_form_component(encoded: &[u8]) -> String {
     let mut decoded = Vec::with_capacity(encoded.len());
     let mut idx = 0;
     while idx < encoded.len() {
-        let escaped = encoded.get(idx + 1..idx + 3).and_then(|hex| {
-            u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
-        });
+        let escaped = encoded
+            .get(idx + 1..idx + 3)
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
         match (encoded[idx], escaped) {
             (b'%', Some(byte)) => {
                 decoded.push(byte);
@@ -185,7 +205,10 @@ mod tests {
 
     #[test]
     fn decodes_base64_with_and_without_padding() {
-        assert_eq!(decode_base64("c2ltLWNsaWVudDpzaW0tc2VjcmV0").unwrap(), b"sim-client:sim-secret");
+        assert_eq!(
+            decode_base64("c2ltLWNsaWVudDpzaW0tc2VjcmV0").unwrap(),
+            b"sim-client:sim-secret"
+        );
         assert_eq!(decode_base64("YQ==").unwrap(), b"a");
         assert_eq!(decode_base64("YWI").unwrap(), b"ab");
         assert_eq!(decode_base64("not base64!"), None);
@@ -208,13 +231,25 @@ mod tests {
         let grant = parse_form(b"grant_type=client_credentials");
 
         let missing = check_grant(&config, &headers, &grant);
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic c2ltLWNsaWVudDp3cm9uZw=="));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic c2ltLWNsaWVudDp3cm9uZw=="),
+        );
         let wrong = check_grant(&config, &headers, &grant);
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("basic c2ltLWNsaWVudDpzaW0tc2VjcmV0"));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("basic c2ltLWNsaWVudDpzaW0tc2VjcmV0"),
+        );
         let right = check_grant(&config, &headers, &grant);
 
-        assert_eq!(missing, Err(Refusal::AccessDenied("client credentials are required")));
-        assert_eq!(wrong, Err(Refusal::AccessDenied("invalid client credentials")));
+        assert_eq!(
+            missing,
+            Err(Refusal::AccessDenied("client credentials are required"))
+        );
+        assert_eq!(
+            wrong,
+            Err(Refusal::AccessDenied("invalid client credentials"))
+        );
         assert_eq!(right, Ok(()));
     }
 
@@ -223,7 +258,11 @@ mod tests {
         let config = SimConfig::new("sim-token");
         let headers = HeaderMap::new();
 
-        let any_user = check_grant(&config, &headers, &parse_form(b"grant_type=password&username=u&password=p"));
+        let any_user = check_grant(
+            &config,
+            &headers,
+            &parse_form(b"grant_type=password&username=u&password=p"),
+        );
         let no_user = check_grant(&config, &headers, &parse_form(b"grant_type=password"));
 
         assert_eq!(any_user, Ok(()));

@@ -22,7 +22,15 @@ async fn killing_runs_at_random_moments_loses_no_certificate() {
     world.enqueue(&enqueued).await;
     let seed: u64 = rand::thread_rng().gen();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let args = ["run", "--lease-secs", LEASE_SECS, "--chunk-size", "50", "--max-attempts", "10"];
+    let args = [
+        "run",
+        "--lease-secs",
+        LEASE_SECS,
+        "--chunk-size",
+        "50",
+        "--max-attempts",
+        "10",
+    ];
 
     // Act: at least 20 runs, each killed with SIGKILL at a random moment.
     let started = Instant::now();
@@ -44,7 +52,10 @@ async fn killing_runs_at_random_moments_loses_no_certificate() {
     assert!(n_kills >= 20, "only {n_kills} kills (seed {seed})");
     let ledger = world.ledger();
     let archive = world.certificates().await;
-    let lost: Vec<_> = ledger.keys().filter(|id| !archive.contains_key(*id)).collect();
+    let lost: Vec<_> = ledger
+        .keys()
+        .filter(|id| !archive.contains_key(*id))
+        .collect();
     assert!(
         lost.is_empty(),
         "{} certificates lost, e.g. {:?} (seed {seed})",
@@ -60,7 +71,11 @@ async fn killing_runs_at_random_moments_loses_no_certificate() {
         .collect();
     assert!(strays.is_empty(), "sent IDs never enqueued: {strays:?}");
     let states = world.states().await;
-    assert_eq!(states.keys().collect::<Vec<_>>(), ["deleted"], "{states:?} (seed {seed})");
+    assert_eq!(
+        states.keys().collect::<Vec<_>>(),
+        ["deleted"],
+        "{states:?} (seed {seed})"
+    );
     assert_eq!(ledger.len() as u64, n_files);
 }
 
@@ -82,7 +97,10 @@ async fn overlapping_runs_share_the_queue_without_sending_an_id_twice() {
     }
     let (by_first, by_second) = (deleted_by(&first), deleted_by(&second));
     assert_eq!(by_first + by_second, n_files);
-    assert!(by_first > 0 && by_second > 0, "the runs did not overlap: {by_first}/{by_second}");
+    assert!(
+        by_first > 0 && by_second > 0,
+        "the runs did not overlap: {by_first}/{by_second}"
+    );
     let mut times_sent: BTreeMap<String, u32> = BTreeMap::new();
     for id in world.ids_sent_for_deletion() {
         *times_sent.entry(id).or_default() += 1;
@@ -94,7 +112,11 @@ async fn overlapping_runs_share_the_queue_without_sending_an_id_twice() {
 
 /// The `deleted N` count of a run's summary line.
 fn deleted_by(output: &crate::harness::Output) -> u64 {
-    let after = output.stdout.split("deleted ").nth(1).expect("a summary line");
+    let after = output
+        .stdout
+        .split("deleted ")
+        .nth(1)
+        .expect("a summary line");
     after.split(',').next().unwrap().parse().unwrap()
 }
 

@@ -13,11 +13,18 @@ async fn messy_spreadsheet_export_enqueues_exactly_the_expected_ids() {
         .run(&["enqueue", "--json", "--file", file.to_str().unwrap()])
         .await;
 
-    assert_eq!(output.code, 1, "a rejected line makes the exit code 1: {output:?}");
+    assert_eq!(
+        output.code, 1,
+        "a rejected line makes the exit code 1: {output:?}"
+    );
     let report: Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(report["rejected"], expected["rejected"]);
     assert_eq!(report["duplicates"], expected["duplicates_ignored"]);
-    assert!(output.stderr.contains("messy-ids.txt: line 9: not a UUID"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("messy-ids.txt: line 9: not a UUID"),
+        "{}",
+        output.stderr
+    );
 
     let pool = world.pool().await;
     let pending: Vec<String> =
@@ -57,10 +64,18 @@ async fn every_input_path_applies_the_same_rules() {
         .await;
 
     assert_eq!(from_args.code, 1, "{from_args:?}");
-    assert!(from_args.stderr.contains("<args>: argument 2: not a UUID: `not-an-id`"));
-    assert!(from_args.stdout.contains("1 enqueued"), "{}", from_args.stdout);
+    assert!(from_args
+        .stderr
+        .contains("<args>: argument 2: not a UUID: `not-an-id`"));
+    assert!(
+        from_args.stdout.contains("1 enqueued"),
+        "{}",
+        from_args.stdout
+    );
     assert_eq!(from_stdin.code, 1, "{from_stdin:?}");
-    assert!(from_stdin.stderr.contains("<stdin>: line 1: not a UUID: `bad`"));
+    assert!(from_stdin
+        .stderr
+        .contains("<stdin>: line 1: not a UUID: `bad`"));
     let states = world.states().await;
     assert_eq!(states.get("pending"), Some(&1));
     assert_eq!(states.get("rejected"), Some(&2));
@@ -76,7 +91,10 @@ async fn an_id_already_queued_is_not_queued_twice() {
     let second = world.run(&["enqueue", "--file", guide]).await;
 
     assert_eq!(first.code, 0, "{first:?}");
-    assert!(second.stdout.contains("0 enqueued, 2 duplicates skipped"), "{second:?}");
+    assert!(
+        second.stdout.contains("0 enqueued, 2 duplicates skipped"),
+        "{second:?}"
+    );
     assert_eq!(world.states().await.get("pending"), Some(&2));
 }
 
@@ -84,10 +102,14 @@ async fn an_id_already_queued_is_not_queued_twice() {
 async fn an_unreadable_file_writes_nothing() {
     let world = World::new(0).await;
 
-    let output = world.run(&["enqueue", "--file", "/nonexistent/ids.txt"]).await;
+    let output = world
+        .run(&["enqueue", "--file", "/nonexistent/ids.txt"])
+        .await;
 
     assert_eq!(output.code, 2, "{output:?}");
-    assert!(output.stderr.contains("cannot open `/nonexistent/ids.txt`; nothing was enqueued"));
+    assert!(output
+        .stderr
+        .contains("cannot open `/nonexistent/ids.txt`; nothing was enqueued"));
     assert!(world.states().await.is_empty());
 }
 
@@ -95,7 +117,9 @@ async fn an_unreadable_file_writes_nothing() {
 async fn input_without_ids_creates_no_batch() {
     let world = World::new(0).await;
 
-    let output = world.run_with_stdin(&["enqueue", "-"], b"# only a comment\n\n").await;
+    let output = world
+        .run_with_stdin(&["enqueue", "-"], b"# only a comment\n\n")
+        .await;
 
     assert_eq!(output.code, 0, "{output:?}");
     assert!(output.stdout.contains("nothing to enqueue"));

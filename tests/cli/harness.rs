@@ -12,7 +12,9 @@ pub const TOKEN: &str = "test-token";
 
 /// The shared input cases, byte for byte.
 pub fn case(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A temp folder with a database path, and a simulator on 127.0.0.1 port 0.
@@ -55,11 +57,13 @@ impl World {
                 command.env_remove(key);
             }
         }
+        if !args.contains(&"--db") {
+            command.arg("--db").arg(&self.db);
+        }
+        if !args.contains(&"--base-url") {
+            command.arg("--base-url").arg(self.sim.base_url());
+        }
         command
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--base-url")
-            .arg(self.sim.base_url())
             .args(args)
             .env("NOTARY_TOKEN", TOKEN)
             .env("NOTARY_PURGE_BACKOFF_BASE_MS", "5")
@@ -76,7 +80,10 @@ impl World {
     /// Runs the binary with `input` on stdin.
     pub async fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         let mut command = self.command(args);
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input).await.unwrap();
@@ -88,7 +95,9 @@ impl World {
     pub async fn enqueue(&self, ids: &[String]) {
         let mut input = ids.join("\n");
         input.push('\n');
-        let output = self.run_with_stdin(&["enqueue", "-"], input.as_bytes()).await;
+        let output = self
+            .run_with_stdin(&["enqueue", "-"], input.as_bytes())
+            .await;
         assert_eq!(output.code, 0, "{output:?}");
     }
 
@@ -105,7 +114,9 @@ impl World {
             .await
             .unwrap();
         pool.close().await;
-        rows.iter().map(|row| (row.get("state"), row.get("n"))).collect()
+        rows.iter()
+            .map(|row| (row.get("state"), row.get("n")))
+            .collect()
     }
 
     /// The state and last error of one file's item.
@@ -128,7 +139,9 @@ impl World {
             .await
             .unwrap();
         pool.close().await;
-        rows.iter().map(|row| (row.get("file_id"), row.get("cert"))).collect()
+        rows.iter()
+            .map(|row| (row.get("file_id"), row.get("cert")))
+            .collect()
     }
 
     /// What the simulator says it deleted: file ID to certificate.

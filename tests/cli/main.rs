@@ -5,15 +5,15 @@
 /// The harness: a world per test (temp folder, database, simulator, command runner).
 mod harness;
 
-/// Enqueueing: input shapes, validation, the shared cases.
-mod enqueue;
-/// The main job: runs against a well-behaved and a faulty simulator.
-mod run;
 /// Answers that are wrong in shape or content.
 mod bad_answers;
 /// Configuration and database errors.
 mod bad_setup;
-/// Operator safety: dry runs, limits, retry and cancel, signals.
-mod operator;
 /// Crash safety: SIGKILL at random moments, and overlapping runs.
 mod crash;
+/// Enqueueing: input shapes, validation, the shared cases.
+mod enqueue;
+/// Operator safety: dry runs, limits, retry and cancel, signals.
+mod operator;
+/// The main job: runs against a well-behaved and a faulty simulator.
+mod run;

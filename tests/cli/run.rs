@@ -8,20 +8,31 @@ use crate::harness::{case, generated, World, TOKEN};
 async fn guide_example_archives_both_certificates() {
     let world = World::new(0).await;
     let guide = case("guide-example.txt");
-    world.run(&["enqueue", "--file", guide.to_str().unwrap()]).await;
+    world
+        .run(&["enqueue", "--file", guide.to_str().unwrap()])
+        .await;
 
     let output = world.run(&["run"]).await;
 
     assert_eq!(output.code, 0, "{output:?}");
-    assert!(output.stdout.contains("deleted 2, already gone 0, rejected 0, failed 0"));
+    assert!(output
+        .stdout
+        .contains("deleted 2, already gone 0, rejected 0, failed 0"));
     let expected = GUIDE_FILES.map(|(id, cert)| (id.to_string(), cert.to_string()));
     assert_eq!(world.certificates().await, expected.into_iter().collect());
     assert_eq!(world.ledger(), world.certificates().await);
 
     let certs = world.run(&["certs", GUIDE_FILES[0].0]).await;
     assert_eq!(certs.code, 0, "{certs:?}");
-    let page = format!("http://{}/notary/certificate/{}", world.sim.addr(), GUIDE_FILES[0].1);
-    assert_eq!(certs.stdout.trim(), format!("{} {} {page}", GUIDE_FILES[0].0, GUIDE_FILES[0].1));
+    let page = format!(
+        "http://{}/notary/certificate/{}",
+        world.sim.addr(),
+        GUIDE_FILES[0].1
+    );
+    assert_eq!(
+        certs.stdout.trim(),
+        format!("{} {} {page}", GUIDE_FILES[0].0, GUIDE_FILES[0].1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,7 +46,10 @@ async fn ten_thousand_ids_are_deleted_and_archived() {
     let certificates = world.certificates().await;
     assert_eq!(certificates.len(), 10_000);
     assert_eq!(certificates, world.ledger());
-    assert_eq!(certificates[&sim::generated_file_id(1234)], sim::generated_cert(1234));
+    assert_eq!(
+        certificates[&sim::generated_file_id(1234)],
+        sim::generated_cert(1234)
+    );
     assert_eq!(world.states().await.get("deleted"), Some(&10_000));
     assert_eq!(world.count_requests("DELETE", "/stored-files"), 100);
 }
@@ -73,14 +87,25 @@ async fn ids_missing_from_a_partial_answer_are_resolved_singly() {
     world.sim.push_fault(Fault::Partial { omit: 2 });
     world.sim.push_fault(Fault::SkipDelete { skip: 2 });
 
-    let output = world.run(&["run", "--concurrency", "1", "--chunk-size", "5"]).await;
+    let output = world
+        .run(&["run", "--concurrency", "1", "--chunk-size", "5"])
+        .await;
 
     assert_eq!(output.code, 0, "{output:?}");
     assert_eq!(world.states().await.get("deleted"), Some(&10));
     assert_eq!(world.certificates().await, world.ledger());
     assert_eq!(world.count_requests("DELETE", "/stored-files"), 2);
-    let singles = world.sim.requests().iter().filter(|r| r.method == "DELETE").count() - 2;
-    assert_eq!(singles, 4, "one single delete per ID missing from the answer");
+    let singles = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count()
+        - 2;
+    assert_eq!(
+        singles, 4,
+        "one single delete per ID missing from the answer"
+    );
     let deleted_singly = world.sim.ledger().iter().filter(|d| !d.via_bulk).count();
     assert_eq!(deleted_singly, 2, "the two files the service kept");
 }
@@ -104,13 +129,18 @@ async fn files_kept_by_the_service_are_deleted_singly_with_their_certificates() 
 async fn too_many_requests_waits_for_retry_after() {
     let world = World::new(3).await;
     world.enqueue(&generated(0..3)).await;
-    world.sim.push_fault(Fault::TooManyRequests { retry_after: "1".to_string() });
+    world.sim.push_fault(Fault::TooManyRequests {
+        retry_after: "1".to_string(),
+    });
     let started = Instant::now();
 
     let output = world.run(&["run"]).await;
 
     assert_eq!(output.code, 0, "{output:?}");
-    assert!(started.elapsed().as_secs_f64() >= 1.0, "Retry-After: 1 was not honoured");
+    assert!(
+        started.elapsed().as_secs_f64() >= 1.0,
+        "Retry-After: 1 was not honoured"
+    );
     let statuses: Vec<u16> = bulk_statuses(&world);
     assert_eq!(statuses, [429, 200]);
     assert_eq!(world.certificates().await.len(), 3);
@@ -140,7 +170,11 @@ async fn a_proxy_page_is_retried_and_logged_in_one_line() {
 
     assert_eq!(output.code, 0, "{output:?}");
     assert_eq!(bulk_statuses(&world), [502, 200]);
-    let retry_lines: Vec<&str> = output.stderr.lines().filter(|l| l.contains("502")).collect();
+    let retry_lines: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|l| l.contains("502"))
+        .collect();
     assert_eq!(retry_lines.len(), 1, "{}", output.stderr);
     assert!(retry_lines[0].contains("502 Bad Gateway"));
     assert!(!output.stderr.contains("<html>"));
@@ -246,7 +280,9 @@ async fn a_wrong_token_stops_before_anything_is_deleted() {
 async fn files_already_gone_are_not_sent() {
     let world = World::new(2).await;
     let unknown = "0d6f3cbe-7a44-4b0a-9c1e-5f2a9f0e4d11".to_string();
-    world.enqueue(&[generated(0..2), vec![unknown.clone()]].concat()).await;
+    world
+        .enqueue(&[generated(0..2), vec![unknown.clone()]].concat())
+        .await;
 
     let output = world.run(&["run"]).await;
 
