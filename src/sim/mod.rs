@@ -219,6 +219,8 @@ impl SimHandle {
 }
 
 /// The id of generated file number `n` (0-based), a lower-case v4-shaped UUID.
+///
+/// Only numbers below 2^48 fit the last 12 digits; larger ones are never stored.
 pub fn generated_file_id(n: u64) -> String {
     format!("{GENERATED_PREFIX}{n:012x}")
 }
