@@ -3,7 +3,7 @@
 //! Every answer is classified here (`CallError`), so the runner decides on types, never
 //! on message text.
 
-use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,37 +13,20 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::auth::{Authenticator, Credentials};
 use crate::backoff::parse_retry_after;
+use crate::error::Error;
 use crate::file_id::FileId;
-
-/// A bearer token. Its `Debug` and `Display` never show the value.
-#[derive(Clone)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a token read from the environment or a file.
-    pub fn new(value: String) -> Token {
-        Token(value)
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
 
 /// Connection settings for `NotaryClient`.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The Notary API root, e.g. `https://eu2-cloud.acronis.com/api/notary/v2`.
     pub base_url: Url,
-    /// The bearer token.
-    pub token: Token,
+    /// Where bearer tokens come from.
+    pub credentials: Credentials,
+    /// Extra trusted root certificates (PEM), for a private CA.
+    pub ca_cert: Option<PathBuf>,
     /// Limit for one whole request, answer included.
     pub request_timeout: Duration,
     /// Limit for opening a connection.
@@ -57,7 +40,7 @@ pub struct ClientOptions {
 pub struct NotaryClient {
     http: reqwest::Client,
     base_url: Url,
-    token: Token,
+    auth: Arc<Authenticator>,
     limiter: Option<Arc<RateLimiter>>,
 }
 
@@ -149,15 +132,23 @@ impl CallError {
 }
 
 impl NotaryClient {
-    /// Builds the HTTP client (rustls, the system's root certificates).
-    pub fn new(options: ClientOptions) -> Result<NotaryClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// Builds the HTTP client: rustls with the system's root certificates (or
+    /// `SSL_CERT_FILE`) plus `ca_cert`, proxies from the standard environment variables.
+    pub fn new(options: ClientOptions) -> Result<NotaryClient, Error> {
+        let mut builder = reqwest::Client::builder()
             .timeout(options.request_timeout)
             .connect_timeout(options.connect_timeout)
             .user_agent(concat!("notary-purge/", env!("CARGO_PKG_VERSION")))
             // A redirect would carry the bearer token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &options.ca_cert {
+            for certificate in read_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|err| Error::Config(format!("cannot set up HTTP: {err}")))?;
         let limiter = options
             .max_requests_per_second
             .map(|rate| Arc::new(RateLimiter::new(rate)));
@@ -165,10 +156,11 @@ impl NotaryClient {
         if !base_url.path().ends_with('/') {
             base_url.set_path(&format!("{}/", base_url.path()));
         }
+        let auth = Arc::new(Authenticator::new(options.credentials, http.clone()));
         Ok(NotaryClient {
             http,
             base_url,
-            token: options.token,
+            auth,
             limiter,
         })
     }
@@ -222,19 +214,51 @@ impl NotaryClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, HeaderMap, Body), CallError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.wait().await;
+        let mut renewed = false;
+        loop {
+            let token = self.auth.bearer().await?;
+            if let Some(limiter) = &self.limiter {
+                limiter.wait().await;
+            }
+            let attempt = request.try_clone().expect("request bodies are buffered");
+            let response = attempt
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let status = response.status();
+            // A 401 means the request was not carried out: safe to send again, once, with
+            // a renewed token.
+            if status == StatusCode::UNAUTHORIZED && !renewed && self.auth.reject(&token).await {
+                tracing::info!("auth.token_refused");
+                renewed = true;
+                continue;
+            }
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(transport_error)?;
+            return Ok((status, headers, Body(body)));
         }
-        let response = request
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
-        Ok((status, headers, Body(body)))
     }
+}
+
+fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    let pem = std::fs::read(path).map_err(|source| Error::Io {
+        context: format!("cannot read CA certificate file `{}`", path.display()),
+        source,
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| {
+        Error::Config(format!(
+            "`{}` is not a PEM certificate bundle: {err}",
+            path.display()
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(Error::Config(format!(
+            "`{}` holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certificates)
 }
 
 /// An answer body. No `Debug`, so that nothing prints a whole page by accident.
@@ -494,11 +518,5 @@ mod tests {
         assert!(check(429).is_retryable() && !check(429).maybe_applied());
         assert!(check(503).is_retryable());
         assert!(matches!(check(409), CallError::Unexpected { .. }));
-    }
-
-    #[test]
-    fn token_debug_hides_the_value() {
-        let token = Token::new("s3cret-value".to_string());
-        assert!(!format!("{token:?}").contains("s3cret"));
     }
 }

@@ -9,12 +9,15 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::auth::{Credentials, Secret};
 use crate::backoff::Backoff;
-use crate::client::Token;
 use crate::error::{Error, Result};
 
 /// The environment variable that holds a static bearer token.
 pub const TOKEN_ENV: &str = "NOTARY_TOKEN";
+
+/// The environment variable that holds an API client's secret.
+pub const CLIENT_SECRET_ENV: &str = "NOTARY_CLIENT_SECRET";
 
 /// The database used when none is configured, relative to the working directory.
 pub const DEFAULT_DATABASE: &str = "notary-purge.db";
@@ -30,6 +33,14 @@ pub struct Layer {
     pub database: Option<PathBuf>,
     /// A file holding the bearer token.
     pub token_file: Option<PathBuf>,
+    /// An API client's ID, for OAuth2 client credentials.
+    pub client_id: Option<String>,
+    /// A file holding the API client's secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// The token endpoint; by default `/api/2/idp/token` on the base URL's host.
+    pub token_url: Option<String>,
+    /// Extra trusted root certificates (PEM), for a private CA.
+    pub ca_cert: Option<PathBuf>,
     /// File IDs per bulk request.
     pub chunk_size: Option<u32>,
     /// Requests in flight at once.
@@ -65,6 +76,14 @@ pub struct Settings {
     pub database: PathBuf,
     /// A file holding the bearer token.
     pub token_file: Option<PathBuf>,
+    /// An API client's ID, for OAuth2 client credentials.
+    pub client_id: Option<String>,
+    /// A file holding the API client's secret.
+    pub client_secret_file: Option<PathBuf>,
+    /// The token endpoint, if set explicitly.
+    pub token_url: Option<Url>,
+    /// Extra trusted root certificates (PEM).
+    pub ca_cert: Option<PathBuf>,
     /// File IDs per bulk request.
     pub chunk_size: u32,
     /// Requests in flight at once.
@@ -89,14 +108,21 @@ pub struct Settings {
 
 impl Layer {
     /// Reads a TOML config file; unknown keys and wrong types are errors naming the line.
+    /// A file others may read is refused, since it says where the secrets are.
     pub fn from_file(path: &Path) -> Result<Layer> {
+        check_private(path)?;
         let text = fs::read_to_string(path).map_err(|source| Error::Io {
             context: format!("cannot read config file `{}`", path.display()),
             source,
         })?;
-        toml::from_str(&text).map_err(|err| {
+        Layer::from_toml(path, &text)
+    }
+
+    /// Parses config text; `path` only names it in errors.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Layer> {
+        toml::from_str(text).map_err(|err| {
             let place = match err.span() {
-                Some(span) => format!(":{}", line_of(&text, span.start)),
+                Some(span) => format!(":{}", line_of(text, span.start)),
                 None => String::new(),
             };
             let message = err.message().trim_end_matches('\n');
@@ -113,6 +139,10 @@ impl Layer {
             base_url: self.base_url.or(lower.base_url),
             database: self.database.or(lower.database),
             token_file: self.token_file.or(lower.token_file),
+            client_id: self.client_id.or(lower.client_id),
+            client_secret_file: self.client_secret_file.or(lower.client_secret_file),
+            token_url: self.token_url.or(lower.token_url),
+            ca_cert: self.ca_cert.or(lower.ca_cert),
             chunk_size: self.chunk_size.or(lower.chunk_size),
             concurrency: self.concurrency.or(lower.concurrency),
             max_requests_per_second: self
@@ -134,7 +164,11 @@ impl Layer {
     pub fn resolve(self) -> Result<Settings> {
         let allow_plain_http = self.allow_plain_http.unwrap_or(false);
         let base_url = match &self.base_url {
-            Some(text) => Some(parse_base_url(text, allow_plain_http)?),
+            Some(text) => Some(parse_url("base_url", text, allow_plain_http)?),
+            None => None,
+        };
+        let token_url = match &self.token_url {
+            Some(text) => Some(parse_url("token_url", text, allow_plain_http)?),
             None => None,
         };
         let chunk_size = in_range("chunk_size", self.chunk_size.unwrap_or(100), 1, 1000)?;
@@ -155,6 +189,10 @@ impl Layer {
                 .database
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
             token_file: self.token_file,
+            client_id: self.client_id,
+            client_secret_file: self.client_secret_file,
+            token_url,
+            ca_cert: self.ca_cert,
             chunk_size,
             concurrency,
             max_requests_per_second,
@@ -184,34 +222,68 @@ impl Settings {
         })
     }
 
-    /// The bearer token from `NOTARY_TOKEN`, else from `token_file`.
-    pub fn token(&self) -> Result<Token> {
+    /// Where tokens come from: `NOTARY_TOKEN`, else `token_file`, else client
+    /// credentials (`client_id` with `NOTARY_CLIENT_SECRET` or `client_secret_file`).
+    pub fn credentials(&self) -> Result<Credentials> {
         if let Ok(value) = std::env::var(TOKEN_ENV) {
-            return non_empty(value, TOKEN_ENV);
+            return non_empty(value, TOKEN_ENV).map(Credentials::Static);
         }
-        let Some(path) = &self.token_file else {
+        if let Some(path) = &self.token_file {
+            return read_secret(path).map(Credentials::Static);
+        }
+        let Some(client_id) = &self.client_id else {
             return Err(Error::Config(format!(
-                "no token: set {TOKEN_ENV} or `token_file` in the config file"
+                "no credentials: set {TOKEN_ENV}, `token_file`, or `client_id` with \
+                 {CLIENT_SECRET_ENV} or `client_secret_file` (see the README)"
             )));
         };
-        check_private(path)?;
-        let value = fs::read_to_string(path).map_err(|source| Error::Io {
-            context: format!("cannot read token file `{}`", path.display()),
-            source,
-        })?;
-        non_empty(value, &format!("token file `{}`", path.display()))
+        let client_secret = match (std::env::var(CLIENT_SECRET_ENV), &self.client_secret_file) {
+            (Ok(value), _) => non_empty(value, CLIENT_SECRET_ENV)?,
+            (Err(_), Some(path)) => read_secret(path)?,
+            (Err(_), None) => {
+                return Err(Error::Config(format!(
+                    "`client_id` is set but its secret is not: set {CLIENT_SECRET_ENV} or \
+                     `client_secret_file`"
+                )))
+            }
+        };
+        Ok(Credentials::ClientCredentials {
+            token_url: self.token_url()?,
+            client_id: client_id.clone(),
+            client_secret,
+        })
+    }
+
+    /// The token endpoint: `token_url`, else `/api/2/idp/token` on the base URL's host.
+    fn token_url(&self) -> Result<Url> {
+        if let Some(url) = &self.token_url {
+            return Ok(url.clone());
+        }
+        let mut url = self.require_base_url()?.clone();
+        url.set_path("/api/2/idp/token");
+        url.set_query(None);
+        Ok(url)
     }
 }
 
-fn non_empty(value: String, origin: &str) -> Result<Token> {
+fn read_secret(path: &Path) -> Result<Secret> {
+    check_private(path)?;
+    let value = fs::read_to_string(path).map_err(|source| Error::Io {
+        context: format!("cannot read secret file `{}`", path.display()),
+        source,
+    })?;
+    non_empty(value, &format!("secret file `{}`", path.display()))
+}
+
+fn non_empty(value: String, origin: &str) -> Result<Secret> {
     let value = value.trim();
     if value.is_empty() {
         return Err(Error::Config(format!("{origin} is empty")));
     }
-    Ok(Token::new(value.to_string()))
+    Ok(Secret::new(value.to_string()))
 }
 
-/// Refuses a secret file that group members may write or others may read.
+/// Refuses a file that group members may write or others may read (0600 and 0640 pass).
 pub fn check_private(path: &Path) -> Result<()> {
     let metadata = fs::metadata(path).map_err(|source| Error::Io {
         context: format!("cannot read `{}`", path.display()),
@@ -220,7 +292,7 @@ pub fn check_private(path: &Path) -> Result<()> {
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o037 != 0 {
         return Err(Error::Config(format!(
-            "`{}` holds a secret but its mode is {mode:04o}; run `chmod 600 {}`",
+            "`{}` must not be readable by others, but its mode is {mode:04o}; run `chmod 600 {}`",
             path.display(),
             path.display()
         )));
@@ -228,17 +300,17 @@ pub fn check_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parse_base_url(text: &str, allow_plain_http: bool) -> Result<Url> {
+fn parse_url(name: &str, text: &str, allow_plain_http: bool) -> Result<Url> {
     let url = match Url::parse(text) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             return Err(Error::Config(format!(
-                "base_url `{text}` has no scheme; write it as `https://{text}`"
+                "{name} `{text}` has no scheme; write it as `https://{text}`"
             )))
         }
         Err(err) => {
             return Err(Error::Config(format!(
-                "base_url `{text}` is not a URL: {err}"
+                "{name} `{text}` is not a URL: {err}"
             )))
         }
     };
@@ -252,11 +324,11 @@ fn parse_base_url(text: &str, allow_plain_http: bool) -> Result<Url> {
         "https" => Ok(url),
         "http" if is_loopback || allow_plain_http => Ok(url),
         "http" => Err(Error::Config(format!(
-            "base_url `{text}` uses plain http to a host that is not loopback; use https, \
+            "{name} `{text}` uses plain http to a host that is not loopback; use https, \
              or set allow_plain_http = true if you really mean it"
         ))),
         other => Err(Error::Config(format!(
-            "base_url `{text}` has scheme `{other}`; use https"
+            "{name} `{text}` has scheme `{other}`; use https"
         ))),
     }
 }
@@ -286,10 +358,7 @@ mod tests {
     use super::*;
 
     fn layer(toml_text: &str) -> Result<Layer> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.toml");
-        fs::write(&path, toml_text).unwrap();
-        Layer::from_file(&path)
+        Layer::from_toml(Path::new("jobs.toml"), toml_text)
     }
 
     #[track_caller]

@@ -1,6 +1,7 @@
 //! notary-purge: bulk-delete stored files from the Acronis Notary service and archive
 //! the certificate ID of every file it deletes.
 
+pub mod auth;
 pub mod backoff;
 pub mod client;
 pub mod command;

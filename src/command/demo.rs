@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::{ClientOptions, NotaryClient, Token};
+use crate::auth::{Credentials, Secret};
+use crate::client::{ClientOptions, NotaryClient};
 use crate::command::certs::page_url;
 use crate::command::run::{exit_for, print_summary, run_options};
 use crate::command::sim::SIM_TOKEN;
@@ -88,12 +89,12 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
 
     let client = NotaryClient::new(ClientOptions {
         base_url: base_url.clone(),
-        token: Token::new(SIM_TOKEN.to_string()),
+        credentials: Credentials::Static(Secret::new(SIM_TOKEN.to_string())),
+        ca_cert: None,
         request_timeout: settings.request_timeout,
         connect_timeout: Duration::from_secs(5),
         max_requests_per_second: settings.max_requests_per_second,
-    })
-    .map_err(|err| Error::Config(format!("cannot set up HTTP: {err}")))?;
+    })?;
     let options = run_options(&settings, None);
     let summary = runner::run(
         &store,

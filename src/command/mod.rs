@@ -48,6 +48,9 @@ pub struct GlobalArgs {
     /// Notary API root, e.g. https://eu2-cloud.acronis.com/api/notary/v2
     #[arg(long, global = true, env = "NOTARY_PURGE_BASE_URL", value_name = "URL")]
     pub base_url: Option<String>,
+    /// Extra trusted root certificates (PEM), for a private CA; SSL_CERT_FILE also works
+    #[arg(long, global = true, env = "NOTARY_PURGE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -129,6 +132,8 @@ impl GlobalArgs {
         let global = Layer {
             database: self.db.clone(),
             base_url: self.base_url.clone(),
+            ca_cert: self.ca_cert.clone(),
+            client_id: std::env::var("NOTARY_PURGE_CLIENT_ID").ok(),
             ..Layer::default()
         };
         flags.over(global).over(file).resolve()

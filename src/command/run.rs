@@ -104,12 +104,12 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
 
     let client = NotaryClient::new(ClientOptions {
         base_url: settings.require_base_url()?.clone(),
-        token: settings.token()?,
+        credentials: settings.credentials()?,
+        ca_cert: settings.ca_cert.clone(),
         request_timeout: settings.request_timeout,
         connect_timeout: settings.connect_timeout,
         max_requests_per_second: settings.max_requests_per_second,
-    })
-    .map_err(|err| Error::Config(format!("cannot set up HTTP: {err}")))?;
+    })?;
     let progress = progress_bar(global.wants_progress(), n_to_send);
     let summary = runner::run(
         &store,

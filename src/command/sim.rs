@@ -1,6 +1,7 @@
 //! `sim`: serve the Notary API simulator in the foreground.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::command::Exit;
@@ -41,6 +42,10 @@ pub struct Args {
     /// Keep no request log (saves memory in long benchmarks)
     #[arg(long)]
     no_request_log: bool,
+    /// Write one line per request (`unix_secs method status n_ids`) to this file,
+    /// written out when the simulator stops
+    #[arg(long, value_name = "FILE")]
+    request_times: Option<PathBuf>,
 }
 
 /// Runs `sim`.
@@ -63,6 +68,7 @@ pub async fn run(args: Args) -> Result<Exit> {
     config.fault_rate = args.fault_rate;
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
     config.record_requests = !args.no_request_log;
+    config.request_times = args.request_times;
 
     let address = SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(address)

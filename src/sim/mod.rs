@@ -3,18 +3,21 @@
 //!
 //! Submodules in reading order: `routes` (router and shared layers), `bulk` (bulk delete and
 //! faults), `token` (token endpoint), `state` (shared state), `catalog` (synthetic files and
-//! certificates) and `conn` (connections a handler can break).
+//! certificates), `conn` (connections a handler can break) and `times` (the request-times
+//! file of benchmarks).
 
 mod bulk;
 mod catalog;
 mod conn;
 mod routes;
 mod state;
+mod times;
 mod token;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +63,9 @@ pub struct SimConfig {
     pub token_lifetime: Duration,
     /// Whether to keep a log of every request; benchmarks turn it off to save memory.
     pub record_requests: bool,
+    /// A file to write one line per request to (`unix_secs method status n_ids`), written
+    /// out when the simulator stops; benchmarks read request rates from it.
+    pub request_times: Option<PathBuf>,
     /// Client id accepted by the `client_credentials` grant.
     pub client_id: String,
     /// Client secret accepted by the `client_credentials` grant.
@@ -154,6 +160,7 @@ impl SimConfig {
             fault_rate: 0.0,
             token_lifetime: Duration::from_secs(2 * 60 * 60),
             record_requests: true,
+            request_times: None,
             client_id: "sim-client".to_owned(),
             client_secret: "sim-secret".to_owned(),
         }
@@ -238,7 +245,7 @@ pub fn foreign_file_id(n: u64) -> String {
 /// Starts the simulator on an already-bound listener, serving in a spawned task.
 pub async fn start(config: SimConfig, listener: TcpListener) -> io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let state = Arc::new(SimState::new(config));
+    let state = Arc::new(SimState::new(config)?);
     let (stop, stopped) = oneshot::channel::<()>();
 
     let shutdown = async move {
@@ -260,7 +267,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    run(Arc::new(SimState::new(config)), listener, shutdown).await
+    run(Arc::new(SimState::new(config)?), listener, shutdown).await
 }
 
 async fn run(
@@ -286,6 +293,7 @@ async fn run(
         .with_graceful_shutdown(signal)
         .await;
 
+    state.flush_request_times();
     tracing::info!(%addr, "sim.stopped");
     result
 }

@@ -2,6 +2,7 @@
 //! and certificate routes, and the response shapes they share.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -49,13 +50,14 @@ pub(super) fn router(sim: Arc<SimState>) -> Router {
         .with_state(sim)
 }
 
-/// Adds the configured latency, counts deletes, and logs and records every request.
+/// Adds the configured latency, counts deletes, and logs, records and times every request.
 async fn observe(
     State(sim): State<Arc<SimState>>,
     ConnectInfo(connection): ConnectInfo<Connection>,
     request: Request,
     next: Next,
 ) -> Response {
+    let arrived = SystemTime::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
     if method == Method::DELETE {
@@ -78,6 +80,7 @@ async fn observe(
         None => response.status().as_u16(),
     };
     tracing::debug!(%method, path = uri.path(), status, n_ids = file_ids.len(), "sim.request");
+    sim.record_time(arrived, method.as_str(), status, file_ids.len());
     if sim.config.record_requests {
         let path = uri.path().to_owned();
         sim.record_request(RequestRecord {

@@ -1,18 +1,20 @@
-//! Shared simulator state: stored files, the deletion ledger, scripted faults, issued tokens
-//! and the request log.
+//! Shared simulator state: stored files, the deletion ledger, scripted faults, issued tokens,
+//! the request log and the request-times file.
 //!
 //! Every lock here is a std `Mutex` held only for a few non-async statements.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::sim::catalog::{Catalog, FileRef};
+use crate::sim::times::RequestTimes;
 use crate::sim::{Deletion, Fault, RequestRecord, SimConfig};
 
 /// The state every request handler shares.
@@ -23,6 +25,7 @@ pub(super) struct SimState {
     faults: Mutex<VecDeque<Fault>>,
     tokens: Mutex<HashMap<String, Instant>>,
     requests: Mutex<Vec<RequestRecord>>,
+    request_times: Option<RequestTimes>,
     delete_requests: AtomicUsize,
     tokens_issued: AtomicUsize,
     stopping: watch::Sender<bool>,
@@ -44,8 +47,9 @@ struct LedgerEntry {
 }
 
 impl SimState {
-    /// Builds the state for a fresh simulator with every file stored.
-    pub(super) fn new(config: SimConfig) -> SimState {
+    /// Builds the state for a fresh simulator with every file stored, creating the
+    /// request-times file if one is configured.
+    pub(super) fn new(config: SimConfig) -> io::Result<SimState> {
         let catalog = Catalog {
             generated_files: config.generated_files,
             foreign_files: config.foreign_files,
@@ -57,17 +61,22 @@ impl SimState {
             generated_deleted: vec![0; n_words],
             ledger: Vec::new(),
         };
-        SimState {
+        let request_times = match &config.request_times {
+            Some(path) => Some(RequestTimes::create(path)?),
+            None => None,
+        };
+        Ok(SimState {
             config,
             catalog,
             storage: Mutex::new(storage),
             faults: Mutex::new(VecDeque::new()),
             tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            request_times,
             delete_requests: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             stopping: watch::channel(false).0,
-        }
+        })
     }
 
     /// Whether the file with this id (any case) is stored, by this account or another.
@@ -192,6 +201,20 @@ impl SimState {
         lock(&self.requests).clone()
     }
 
+    /// Appends a request's line to the request-times file, if there is one.
+    pub(super) fn record_time(&self, arrived: SystemTime, method: &str, status: u16, n_ids: usize) {
+        if let Some(times) = &self.request_times {
+            times.record(arrived, method, status, n_ids);
+        }
+    }
+
+    /// Writes out the request-times file, if there is one.
+    pub(super) fn flush_request_times(&self) {
+        if let Some(times) = &self.request_times {
+            times.flush();
+        }
+    }
+
     /// Tells hanging and sleeping handlers to give up.
     pub(super) fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
@@ -288,7 +311,7 @@ mod tests {
         let mut config = SimConfig::new("sim-token");
         config.generated_files = generated_files;
         config.foreign_files = 1;
-        SimState::new(config)
+        SimState::new(config).unwrap()
     }
 
     #[test]
@@ -347,7 +370,7 @@ mod tests {
     fn static_token_never_expires_and_issued_tokens_do() {
         let mut config = SimConfig::new("sim-token");
         config.token_lifetime = Duration::ZERO;
-        let sim = SimState::new(config);
+        let sim = SimState::new(config).unwrap();
 
         let issued = sim.issue_token();
 

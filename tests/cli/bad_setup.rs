@@ -88,7 +88,7 @@ async fn config_mistakes_are_named_with_file_and_line() {
     ];
 
     for (text, expected) in cases {
-        std::fs::write(&config, text).unwrap();
+        crate::harness::write_private(&config, text);
         let output = world
             .run(&["--config", config.to_str().unwrap(), "run"])
             .await;
@@ -109,7 +109,7 @@ async fn a_token_file_others_can_read_is_refused() {
     std::fs::write(&token_file, crate::harness::TOKEN).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = world.db.with_file_name("jobs.toml");
-    std::fs::write(&config, format!("token_file = {:?}\n", token_file)).unwrap();
+    crate::harness::write_private(&config, &format!("token_file = {:?}\n", token_file));
 
     let mut command = world.command(&["--config", config.to_str().unwrap(), "run"]);
     command.env_remove("NOTARY_TOKEN");

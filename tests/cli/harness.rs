@@ -174,6 +174,13 @@ impl World {
     }
 }
 
+/// Writes a file only its owner can read (config and secret files must be private).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// IDs of generated simulator files `range`.
 pub fn generated(range: std::ops::Range<u64>) -> Vec<String> {
     range.map(sim::generated_file_id).collect()

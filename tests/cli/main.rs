@@ -5,6 +5,8 @@
 /// The harness: a world per test (temp folder, database, simulator, command runner).
 mod harness;
 
+/// Authentication: renewing tokens, redirects, secrets kept out of every output.
+mod auth;
 /// Answers that are wrong in shape or content.
 mod bad_answers;
 /// Configuration and database errors.

@@ -46,7 +46,7 @@ async fn a_large_run_needs_confirmation() {
     let world = World::new(20).await;
     world.enqueue(&generated(0..20)).await;
     let config = world.db.with_file_name("jobs.toml");
-    std::fs::write(&config, "confirm_above = 10\n").unwrap();
+    crate::harness::write_private(&config, "confirm_above = 10\n");
     let config = config.to_str().unwrap();
 
     let refused = world.run(&["--config", config, "run"]).await;
