@@ -756,3 +756,117 @@ fn describe_migrate_error(err: &MigrateError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with(ids: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("test.db")).await.unwrap();
+        let entries = ids.iter().enumerate().map(|(index, id)| {
+            Ok(Entry {
+                line: index as u64 + 1,
+                id: Ok(id.parse().unwrap()),
+            })
+        });
+        store.enqueue(None, "test", entries).await.unwrap();
+        (dir, store)
+    }
+
+    /// Moves every lease into the past, as if its run had died long ago.
+    async fn expire_leases(store: &Store) {
+        sqlx::query("update items set lease_until = '2000-01-01T00:00:00.000Z'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
+    const ID: &str = "aa95bac7-33fd-4faa-9fa1-f4baeaca82cd";
+    const LEASE: Duration = Duration::from_secs(300);
+
+    #[tokio::test]
+    async fn the_migrations_apply_to_an_empty_database_and_again() {
+        let (dir, store) = store_with(&[]).await;
+        store.close().await;
+        Store::open(&dir.path().join("test.db")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_keeps_other_runs_away() {
+        let (_dir, store) = store_with(&[ID]).await;
+
+        let first = store.claim("run-a", 10, LEASE).await.unwrap();
+        let second = store.claim("run-b", 10, LEASE).await.unwrap();
+
+        assert_eq!(first.len(), 1);
+        assert!(second.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_with_a_lookup() {
+        let (_dir, store) = store_with(&[ID]).await;
+        store.claim("run-a", 10, LEASE).await.unwrap();
+        expire_leases(&store).await;
+
+        let taken = store.claim("run-b", 10, LEASE).await.unwrap();
+
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].needs_lookup, "the dead run's outcome is unknown");
+    }
+
+    #[tokio::test]
+    async fn a_late_holder_is_fenced_off_but_its_certificates_are_kept() {
+        let (_dir, store) = store_with(&[ID]).await;
+        let claimed = store.claim("run-a", 10, LEASE).await.unwrap();
+        expire_leases(&store).await;
+        store.claim("run-b", 10, LEASE).await.unwrap();
+        let outcome = Outcome {
+            item_id: claimed[0].item_id,
+            state: ItemState::Deleted,
+            error: None,
+            attempts: 1,
+            needs_lookup: false,
+        };
+        let certificate = Archived {
+            file_id: ID.to_string(),
+            cert: "66".repeat(32),
+            batch_id: claimed[0].batch_id,
+            raw: "{}".to_string(),
+            anomaly: None,
+        };
+
+        let n_fenced = store
+            .record_outcomes("run-a", &[outcome], &[certificate])
+            .await
+            .unwrap();
+
+        assert_eq!(n_fenced, 1);
+        let counts = store.count_by_state().await.unwrap();
+        assert!(counts.contains(&(ItemState::InFlight, 1)), "{counts:?}");
+        assert!(store.certificate(ID).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_run_does_not_take_back_what_it_failed_itself() {
+        let (_dir, store) = store_with(&[ID]).await;
+        let claimed = store.claim("run-a", 10, LEASE).await.unwrap();
+        let failed = Outcome {
+            item_id: claimed[0].item_id,
+            state: ItemState::Failed,
+            error: Some("503".to_string()),
+            attempts: 5,
+            needs_lookup: false,
+        };
+        store
+            .record_outcomes("run-a", &[failed], &[])
+            .await
+            .unwrap();
+
+        let same_run = store.claim("run-a", 10, LEASE).await.unwrap();
+        let next_run = store.claim("run-b", 10, LEASE).await.unwrap();
+
+        assert!(same_run.is_empty());
+        assert_eq!(next_run.len(), 1);
+    }
+}

@@ -212,3 +212,49 @@ async fn spawn_server(router: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standard_proxy_variables_are_honoured() {
+    let world = World::new(2).await;
+    world.enqueue(&generated(0..2)).await;
+    let proxy_hits = Arc::new(AtomicUsize::new(0));
+    let proxy = spawn_server({
+        let hits = proxy_hits.clone();
+        axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { axum::http::StatusCode::BAD_GATEWAY }
+        })
+    })
+    .await;
+
+    let mut command = world.command(&["run", "--max-attempts", "1"]);
+    command
+        .env("HTTP_PROXY", format!("http://{proxy}"))
+        .env_remove("NO_PROXY");
+    let output = collect(command).await;
+
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(proxy_hits.load(Ordering::SeqCst) > 0);
+    assert!(
+        world.sim.requests().is_empty(),
+        "requests went around the proxy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_certificate_file_that_is_not_pem_is_named() {
+    let world = World::new(1).await;
+    world.enqueue(&generated(0..1)).await;
+    let ca = world.db.with_file_name("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+
+    let output = world.run(&["--ca-cert", ca.to_str().unwrap(), "run"]).await;
+
+    assert_eq!(output.code, 2, "{output:?}");
+    assert!(
+        output.stderr.contains("ca.pem` holds no PEM certificate"),
+        "{}",
+        output.stderr
+    );
+    assert!(world.sim.requests().is_empty());
+}

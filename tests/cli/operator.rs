@@ -200,3 +200,39 @@ async fn the_token_never_appears_in_any_output() {
         assert!(!output.stdout.contains(TOKEN) && !output.stderr.contains(TOKEN));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_exits_at_once_and_the_next_run_recovers() {
+    let mut config = SimConfig::new(TOKEN);
+    config.generated_files = 600;
+    config.latency = Duration::from_millis(20);
+    let world = World::with_config(config).await;
+    world.enqueue(&generated(0..600)).await;
+    let mut child = world
+        .command(&["run", "--lease-secs", "1"])
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if !world.sim.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let pid = child.id().unwrap().to_string();
+    for _ in 0..2 {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+    }
+    let status = child.wait().await.unwrap();
+    // The items the killed run held come free after its one-second lease.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = world.run(&["run"]).await;
+
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(next.code, 0, "{next:?}");
+    assert_eq!(world.states().await.get("deleted"), Some(&600));
+    assert_eq!(world.certificates().await, world.ledger());
+}
