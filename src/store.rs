@@ -322,26 +322,23 @@ where lease_owner = ?1 and state = 'in_flight'",
         if captures.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        for (item_id, cert, raw) in captures {
-            sqlx::query(concat!(
-                "update items set captured_cert = ?, captured_raw = ?, needs_lookup = 0,
-    updated_at = ",
-                now!(),
-                "
-where id = ? and lease_owner = ?"
-            ))
-            .bind(cert)
-            .bind(raw)
-            .bind(item_id)
-            .bind(run_id)
-            .execute(&mut *tx)
+        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "update items set captured_cert = captured.column2, captured_raw = captured.column3,
+    needs_lookup = 0, updated_at = ",
+        );
+        update.push(now!()).push(" from (");
+        update.push_values(captures, |mut values, (item_id, cert, raw)| {
+            values.push_bind(item_id).push_bind(cert).push_bind(raw);
+        });
+        update
+            .push(") as captured where items.id = captured.column1 and items.lease_owner = ")
+            .push_bind(run_id);
+        update
+            .build()
+            .execute(&self.pool)
             .await
-            .context("failed to record a captured certificate")?;
-        }
-        tx.commit()
-            .await
-            .context("failed to commit captured certificates")
+            .context("failed to record captured certificates")?;
+        Ok(())
     }
 
     /// Archives `certificates` and records `outcomes`, in one transaction.
@@ -356,49 +353,72 @@ where id = ? and lease_owner = ?"
         certificates: &[Archived],
     ) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        for certificate in certificates {
-            sqlx::query(
-                "insert into certificates (file_id, cert, batch_id, raw, anomaly)
-values (?, ?, ?, ?, ?)
-on conflict (file_id) do nothing",
-            )
-            .bind(&certificate.file_id)
-            .bind(&certificate.cert)
-            .bind(certificate.batch_id)
-            .bind(&certificate.raw)
-            .bind(&certificate.anomaly)
-            .execute(&mut *tx)
-            .await
-            .context("failed to archive a certificate")?;
+        if !certificates.is_empty() {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "insert into certificates (file_id, cert, batch_id, raw, anomaly) ",
+            );
+            insert.push_values(certificates, |mut values, certificate| {
+                values
+                    .push_bind(&certificate.file_id)
+                    .push_bind(&certificate.cert)
+                    .push_bind(certificate.batch_id)
+                    .push_bind(&certificate.raw)
+                    .push_bind(&certificate.anomaly);
+            });
+            insert.push(" on conflict (file_id) do nothing");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("failed to archive certificates")?;
         }
 
-        let mut n_fenced = 0;
+        // Outcomes mostly share their values (a whole chunk `deleted` after one request),
+        // so each group of equal values is one statement.
+        let mut groups: Vec<(&Outcome, Vec<i64>)> = Vec::new();
         for outcome in outcomes {
-            let result = sqlx::query(concat!(
-                "update items
-set state = ?1, last_error = ?2, attempts = attempts + ?3, needs_lookup = ?4,
-    lease_until = null,
-    lease_owner = case when ?1 = 'pending' then null else lease_owner end,
-    updated_at = ",
-                now!(),
-                ",
-    finished_at = case when ?1 in ('deleted', 'already_gone', 'rejected') then ",
-                now!(),
-                " end
-where id = ?5 and lease_owner = ?6 and state = 'in_flight'"
-            ))
-            .bind(outcome.state.as_str())
-            .bind(&outcome.error)
-            .bind(outcome.attempts)
-            .bind(outcome.needs_lookup)
-            .bind(outcome.item_id)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .context("failed to record an item's outcome")?;
-            if result.rows_affected() == 0 {
-                n_fenced += 1;
+            match groups
+                .iter_mut()
+                .find(|(first, _)| same_values(first, outcome))
+            {
+                Some((_, item_ids)) => item_ids.push(outcome.item_id),
+                None => groups.push((outcome, vec![outcome.item_id])),
             }
+        }
+        let mut n_fenced = 0;
+        for (values, item_ids) in &groups {
+            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("update items set state = ");
+            update
+                .push_bind(values.state.as_str())
+                .push(", last_error = ")
+                .push_bind(&values.error)
+                .push(", attempts = attempts + ")
+                .push_bind(values.attempts)
+                .push(", needs_lookup = ")
+                .push_bind(values.needs_lookup)
+                .push(", lease_until = null, updated_at = ")
+                .push(now!());
+            if values.state == ItemState::Pending {
+                update.push(", lease_owner = null");
+            }
+            if values.state.is_final() {
+                update.push(", finished_at = ").push(now!());
+            }
+            update
+                .push(" where state = 'in_flight' and lease_owner = ")
+                .push_bind(run_id)
+                .push(" and id in (");
+            let mut ids = update.separated(", ");
+            for item_id in item_ids {
+                ids.push_bind(item_id);
+            }
+            update.push(")");
+            let result = update
+                .build()
+                .execute(&mut *tx)
+                .await
+                .context("failed to record outcomes")?;
+            n_fenced += item_ids.len() as u64 - result.rows_affected();
         }
         tx.commit().await.context("failed to commit outcomes")?;
         Ok(n_fenced)
@@ -621,6 +641,13 @@ where state = 'failed' and (?1 is null or batch_id = ?1)"
             .await
             .context("failed to start a write transaction")
     }
+}
+
+fn same_values(left: &Outcome, right: &Outcome) -> bool {
+    left.state == right.state
+        && left.error == right.error
+        && left.attempts == right.attempts
+        && left.needs_lookup == right.needs_lookup
 }
 
 async fn insert_rows(
