@@ -13,7 +13,7 @@ use crate::store::{Certificate, Store};
 /// Rows read from the database at a time while exporting.
 const EXPORT_PAGE: u32 = 1000;
 
-/// Print the certificate of deleted files, or export the whole archive.
+/// Print archived certificates, or export the whole archive
 ///
 /// For each file ID: the certificate ID and its public page
 /// (https://{host}/notary/certificate/{cert}, host from the base URL). Exit code 1 if

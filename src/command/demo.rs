@@ -16,7 +16,7 @@ use crate::runner;
 use crate::sim::{self, SimConfig, GUIDE_FILES};
 use crate::store::Store;
 
-/// Run the whole job against a built-in simulator and show the result.
+/// Run the whole job against a built-in simulator and show the result
 ///
 /// Starts the simulator on a free loopback port, enqueues the API guide's two file IDs
 /// plus --files generated ones into a fresh database (in a temporary folder unless --db

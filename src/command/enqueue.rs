@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::input::{parse_line, Entries, Entry};
 use crate::store::EnqueueReport;
 
-/// Add a batch of file IDs to the queue.
+/// Add a batch of file IDs to the queue
 ///
 /// IDs come from arguments, a file (--file) or standard input (`-`), one per line.
 /// Byte-order marks, CRLF, blank lines, white space, `#` comments, upper case and

@@ -4,10 +4,11 @@ use crate::command::{open_store, Exit, GlobalArgs};
 use crate::config::Layer;
 use crate::error::{Error, Result};
 
-/// Put failed items back to pending, with fresh attempts. The archive is not touched.
+/// Put failed items back in the queue
 ///
-/// Runs retry failed items anyway; use this to reset their attempt counts and clear the
-/// error, e.g. after fixing a permission.
+/// Failed items go back to pending with fresh attempt counts and no error. Runs retry
+/// failed items anyway; use this to start them afresh, e.g. after fixing a permission.
+/// The archive is not touched.
 ///
 /// Example: notary-purge retry --batch 3
 #[derive(Debug, clap::Args)]
@@ -17,9 +18,10 @@ pub struct RetryArgs {
     batch: Option<i64>,
 }
 
-/// Remove the pending items of a batch from the queue. The archive is not touched.
+/// Remove the pending items of a batch from the queue
 ///
-/// Items already held by a run, finished, or failed stay as they are.
+/// Items already held by a run, finished, or failed stay as they are, and the archive is
+/// not touched.
 ///
 /// Example: notary-purge cancel --batch 3
 #[derive(Debug, clap::Args)]

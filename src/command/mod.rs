@@ -33,6 +33,7 @@ pub struct Cli {
 
 /// Options every subcommand takes.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Config file (TOML, see jobs.example.toml)
     #[arg(long, global = true, env = "NOTARY_PURGE_CONFIG", value_name = "FILE")]
@@ -73,22 +74,18 @@ pub enum LogFormat {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    missing_docs,
+    reason = "clap takes each subcommand's help from its Args struct"
+)]
 pub enum Command {
-    /// Add a batch of file IDs to the queue
     Enqueue(enqueue::Args),
-    /// Delete queued files and archive their certificates (for cron)
     Run(run::Args),
-    /// Show counts per state and batch, and the items that need attention
     Status(status::Args),
-    /// Print archived certificates, or export the whole archive
     Certs(certs::Args),
-    /// Put failed items back in the queue
     Retry(maintenance::RetryArgs),
-    /// Remove the pending items of a batch from the queue
     Cancel(maintenance::CancelArgs),
-    /// Serve a Notary API simulator on loopback (for trials and tests)
     Sim(sim::Args),
-    /// Run the whole job against a built-in simulator and show the result
     Demo(demo::Args),
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::runner::{self, RunOptions, RunSummary, Stop};
 use crate::store::Store;
 
-/// Delete queued files and archive their certificates.
+/// Delete queued files and archive their certificates (for cron)
 ///
 /// Takes pending items (and items failed by earlier runs), reads each file's certificate,
 /// sends the files in chunks to `DELETE /stored-files`, and records every outcome.
@@ -19,7 +19,8 @@ use crate::store::Store;
 /// leases and never send the same ID at once. SIGINT/SIGTERM stops taking new chunks
 /// and finishes the current ones; a second signal exits at once.
 ///
-/// The token comes from NOTARY_TOKEN or the config's token_file, never from a flag.
+/// Credentials come from NOTARY_TOKEN, the config's token_file, or client_id with
+/// NOTARY_CLIENT_SECRET or client_secret_file; never from a flag.
 ///
 /// Example: NOTARY_TOKEN=... notary-purge --config /etc/notary-purge.toml run
 #[derive(Debug, clap::Args)]

@@ -12,7 +12,7 @@ use crate::sim::{self, SimConfig};
 /// The token the simulator accepts when NOTARY_TOKEN is not set.
 pub const SIM_TOKEN: &str = "sim-token";
 
-/// Serve a Notary API simulator on loopback, for trials, tests and benchmarks.
+/// Serve a Notary API simulator on loopback (for trials, tests and benchmarks)
 ///
 /// It holds the API guide's two files plus --files generated ones (IDs
 /// 00000000-0000-4000-8000-{n:012x}), accepts the token in NOTARY_TOKEN (or `sim-token`),

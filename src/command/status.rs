@@ -5,9 +5,10 @@ use crate::config::Layer;
 use crate::error::Result;
 use crate::state::ItemState;
 
-/// Show counts per state and per batch, and the failed and rejected items with reasons.
+/// Show counts per state and batch, and the items that need attention
 ///
-/// Exit code 1 when some items are failed, so scripts can alert on it.
+/// Counts per state over all batches and per batch, then the failed and rejected items
+/// with their reasons, most recent first. Exit code 1 when some items are failed, so scripts can alert on it.
 ///
 /// Example: notary-purge status --json | jq .states
 #[derive(Debug, clap::Args)]
