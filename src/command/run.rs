@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::client::{ClientOptions, NotaryClient};
 use crate::command::{open_store, Exit, GlobalArgs};
@@ -172,9 +172,12 @@ fn progress_bar(visible: bool, length: u64) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:40}] {pos}/{len} IDs ({per_sec}, eta {eta})",
+        "{elapsed_precise} [{bar:40}] {pos}/{len} IDs ({rate} IDs/s, eta {eta})",
     )
     .expect("the template is valid")
+    .with_key("rate", |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+        let _ = write!(out, "{:.0}", state.per_sec());
+    })
     .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
