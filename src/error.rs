@@ -26,6 +26,9 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// The run's database writer stopped; the error that stopped it is reported instead.
+    #[error("the database writer stopped")]
+    WriterStopped,
     /// A file or stream could not be read or written.
     #[error("{context}")]
     Io {

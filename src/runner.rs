@@ -12,15 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
 use crate::client::{CallError, DeletedEntry, NotaryClient, SingleDelete, StoredFile};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::file_id::FileId;
 use crate::state::ItemState;
-use crate::store::{Archived, Claimed, Outcome, Store};
+use crate::store::{Archived, Claimed, Outcome, Store, WriteOp, Written};
+
+/// Writes of different workers committed together, at most.
+const MAX_WRITE_BATCH: usize = 64;
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -104,11 +107,20 @@ pub async fn run(
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let (stop_sender, _) = watch::channel(false);
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let (writes, write_requests) = mpsc::channel(MAX_WRITE_BATCH);
+    let writer = tokio::spawn(write_in_batches(
+        store.clone(),
+        run_id.clone(),
+        options.lease,
+        write_requests,
+    ));
     let ctx = Arc::new(Ctx {
+        writes,
         store: store.clone(),
         client: client.clone(),
         options: options.clone(),
-        run_id: uuid::Uuid::new_v4().to_string(),
+        run_id,
         stopping: stop_sender,
         stop: Mutex::new(None),
         budget: options.max_delete.map(AtomicU64::new),
@@ -139,6 +151,11 @@ pub async fn run(
     }
     watcher.abort();
     heartbeat.abort();
+    // Every worker has had its writes answered, so the writer is idle (or failed).
+    writer.abort();
+    if let Ok(Err(err)) = writer.await {
+        return Err(err);
+    }
 
     // Nothing should be left leased; this catches a worker that ended on an error.
     let released = store.release(&ctx.run_id).await?;
@@ -164,6 +181,7 @@ pub async fn run(
 
 /// What every worker shares.
 struct Ctx {
+    writes: mpsc::Sender<WriteRequest>,
     store: Store,
     client: NotaryClient,
     options: RunOptions,
@@ -175,7 +193,48 @@ struct Ctx {
     progress: ProgressBar,
 }
 
+/// A write a worker waits for, committed together with other workers' writes.
+struct WriteRequest {
+    op: WriteOp,
+    reply: oneshot::Sender<Written>,
+}
+
+/// Commits the workers' writes, batching those that queue up while a commit is under way:
+/// with many workers, one fsync covers many chunks.
+async fn write_in_batches(
+    store: Store,
+    run_id: String,
+    lease: Duration,
+    mut requests: mpsc::Receiver<WriteRequest>,
+) -> Result<()> {
+    let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
+    while requests.recv_many(&mut batch, MAX_WRITE_BATCH).await > 0 {
+        let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch
+            .drain(..)
+            .map(|request| (request.op, request.reply))
+            .unzip();
+        let written = store.write_batch(&run_id, lease, &ops).await?;
+        tracing::trace!(ops = ops.len(), "db.batch_committed");
+        for (reply, result) in replies.into_iter().zip(written) {
+            // A worker that stopped waiting has nothing left to do with the answer.
+            let _ = reply.send(result);
+        }
+    }
+    Ok(())
+}
+
 impl Ctx {
+    /// Commits `op` (with whatever other workers asked for meanwhile) and returns its result.
+    async fn write(&self, op: WriteOp) -> Result<Written> {
+        let (reply, answer) = oneshot::channel();
+        let request = WriteRequest { op, reply };
+        self.writes
+            .send(request)
+            .await
+            .map_err(|_| Error::WriterStopped)?;
+        answer.await.map_err(|_| Error::WriterStopped)
+    }
+
     fn request_stop(&self, reason: Stop) {
         self.stop.lock().expect("stop lock").get_or_insert(reason);
         self.stopping.send_replace(true);
@@ -234,10 +293,9 @@ async fn work(ctx: Arc<Ctx>) -> Result<()> {
                 .get_or_insert(Stop::MaxDelete(max));
             return Ok(());
         }
-        let claimed = ctx
-            .store
-            .claim(&ctx.run_id, limit, ctx.options.lease)
-            .await?;
+        let Written::Claimed(claimed) = ctx.write(WriteOp::Claim { limit }).await? else {
+            unreachable!("a claim answers with claimed items");
+        };
         ctx.return_budget(limit - claimed.len() as u32);
         if claimed.is_empty() {
             return Ok(());
@@ -286,12 +344,7 @@ impl Work {
     }
 
     /// Records the deletion with the certificate the service gave, or the captured one.
-    fn deleted(
-        &mut self,
-        cert: Option<String>,
-        raw: Option<serde_json::Value>,
-        note: Option<&str>,
-    ) {
+    fn deleted(&mut self, cert: Option<String>, raw: Option<String>, note: Option<&str>) {
         let file_id = self
             .file_id
             .expect("only valid items are sent")
@@ -302,7 +355,7 @@ impl Work {
                 let anomaly = differs.map(|(seen, _)| {
                     format!("differs from the certificate `{seen}` read before deletion")
                 });
-                (cert, raw.to_string(), anomaly)
+                (cert, raw, anomaly)
             }
             (_, _, Some((cert, raw))) => (cert.clone(), raw.clone(), note.map(str::to_string)),
             (_, _, None) => {
@@ -393,7 +446,10 @@ async fn look_up(ctx: &Ctx, works: &mut [Work]) -> Result<()> {
             Err(failure) => fail(ctx, work, failure),
         }
     }
-    ctx.store.record_captures(&ctx.run_id, &captures).await
+    if !captures.is_empty() {
+        ctx.write(WriteOp::Captures(captures)).await?;
+    }
+    Ok(())
 }
 
 /// Sends the open items in bulk, narrowing refused requests down to the IDs that cause
@@ -470,8 +526,8 @@ async fn resolve_single(ctx: &Ctx, work: &mut Work) -> Result<()> {
         match result.value {
             Ok(Some(StoredFile { cert, raw })) => {
                 let raw = raw.to_string();
-                let capture = [(work.claimed.item_id, cert.clone(), raw.clone())];
-                ctx.store.record_captures(&ctx.run_id, &capture).await?;
+                let capture = vec![(work.claimed.item_id, cert.clone(), raw.clone())];
+                ctx.write(WriteOp::Captures(capture)).await?;
                 work.captured = Some((cert, raw));
             }
             Ok(None) => {
@@ -551,22 +607,27 @@ async fn commit(ctx: &Ctx, mut works: Vec<Work>) -> Result<()> {
             needs_lookup: work.needs_lookup,
         });
     }
-    counts.fenced = ctx
-        .store
-        .record_outcomes(&ctx.run_id, &outcomes, &archive)
-        .await?;
+    let n_items = outcomes.len();
+    let op = WriteOp::Outcomes {
+        outcomes,
+        certificates: archive,
+    };
+    let Written::Recorded { n_fenced } = ctx.write(op).await? else {
+        unreachable!("outcomes answer with a fenced count");
+    };
+    counts.fenced = n_fenced;
     if counts.fenced > 0 {
         tracing::warn!(fenced = counts.fenced, "chunk.lease_lost");
     }
     tracing::debug!(
-        items = outcomes.len(),
+        items = n_items,
         deleted = counts.deleted,
         already_gone = counts.already_gone,
         failed = counts.failed,
         "chunk.done"
     );
 
-    let done = outcomes.len() as u64 - counts.left_pending;
+    let done = n_items as u64 - counts.left_pending;
     ctx.progress.inc(done);
     let mut summary = ctx.summary.lock().expect("summary lock");
     summary.deleted += counts.deleted;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::migrate::MigrateError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::{Error, Result, SqlContext};
 use crate::input::Entry;
@@ -83,6 +83,39 @@ pub struct Outcome {
     pub attempts: u32,
     /// Whether the next attempt must look the file up first.
     pub needs_lookup: bool,
+}
+
+/// One write of a run; see `Store::write_batch`.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Lease up to `limit` open items.
+    Claim {
+        /// How many at most.
+        limit: u32,
+    },
+    /// Store certificates read before deletion: (item ID, certificate, raw JSON).
+    Captures(Vec<(i64, String, String)>),
+    /// Archive certificates and record item outcomes.
+    Outcomes {
+        /// New item states.
+        outcomes: Vec<Outcome>,
+        /// Certificates to archive.
+        certificates: Vec<Archived>,
+    },
+}
+
+/// What a `WriteOp` did.
+#[derive(Debug)]
+pub enum Written {
+    /// The items leased.
+    Claimed(Vec<Claimed>),
+    /// Captures stored.
+    Captured,
+    /// Outcomes recorded, but `n_fenced` of them belonged to a lease another run took.
+    Recorded {
+        /// Outcomes not recorded.
+        n_fenced: u64,
+    },
 }
 
 /// A certificate to add to the archive.
@@ -249,54 +282,87 @@ impl Store {
         Ok(report)
     }
 
+    /// Runs `ops` in one transaction, in order: one commit (one fsync) for the work of
+    /// many workers. The runner batches whatever its workers asked for meanwhile.
+    pub async fn write_batch(
+        &self,
+        run_id: &str,
+        lease: Duration,
+        ops: &[WriteOp],
+    ) -> Result<Vec<Written>> {
+        let mut tx = self.begin_write().await?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let written = match op {
+                WriteOp::Claim { limit } => {
+                    Written::Claimed(claim(&mut tx, run_id, *limit, lease).await?)
+                }
+                WriteOp::Captures(captures) => {
+                    record_captures(&mut tx, run_id, captures).await?;
+                    Written::Captured
+                }
+                WriteOp::Outcomes {
+                    outcomes,
+                    certificates,
+                } => {
+                    let n_fenced = record_outcomes(&mut tx, run_id, outcomes, certificates).await?;
+                    Written::Recorded { n_fenced }
+                }
+            };
+            results.push(written);
+        }
+        tx.commit().await.context("failed to commit")?;
+        Ok(results)
+    }
+
     /// Leases up to `limit` open items to `run_id` for `lease` and returns them.
     ///
     /// Open means `pending`, `failed` by an earlier run, or `in_flight` under a lease that
     /// ran out (its run died). Taking such an item over marks it for a look-up.
     pub async fn claim(&self, run_id: &str, limit: u32, lease: Duration) -> Result<Vec<Claimed>> {
-        let rows = sqlx::query(concat!(
-            "update items
-set state = 'in_flight',
-    lease_owner = ?1,
-    lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2),
-    needs_lookup = needs_lookup or state = 'in_flight',
-    updated_at = ",
-            now!(),
-            "
-where id in (
-    select id from items
-    -- This first term is the partial index's own condition, so the index is used.
-    where state in ('pending', 'in_flight', 'failed')
-      and (state = 'pending'
-           or (state = 'failed' and lease_owner is not ?1)
-           or (state = 'in_flight' and lease_until < ",
-            now!(),
-            "))
-    order by id
-    limit ?3
-)
-returning id, batch_id, file_id, captured_cert, captured_raw, needs_lookup"
-        ))
-        .bind(run_id)
-        .bind(format!("+{} seconds", lease.as_secs().max(1)))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .context("failed to claim items")?;
+        match self
+            .write_one(run_id, lease, WriteOp::Claim { limit })
+            .await?
+        {
+            Written::Claimed(claimed) => Ok(claimed),
+            _ => unreachable!("a claim answers with claimed items"),
+        }
+    }
 
-        let mut claimed: Vec<Claimed> = rows
-            .into_iter()
-            .map(|row| Claimed {
-                item_id: row.get("id"),
-                batch_id: row.get("batch_id"),
-                file_id: row.get("file_id"),
-                captured_cert: row.get("captured_cert"),
-                captured_raw: row.get("captured_raw"),
-                needs_lookup: row.get("needs_lookup"),
-            })
-            .collect();
-        claimed.sort_by_key(|item| item.item_id);
-        Ok(claimed)
+    /// Records certificates read before deletion, durably, before anything is sent.
+    pub async fn record_captures(
+        &self,
+        run_id: &str,
+        captures: &[(i64, String, String)],
+    ) -> Result<()> {
+        let op = WriteOp::Captures(captures.to_vec());
+        self.write_one(run_id, Duration::ZERO, op).await.map(|_| ())
+    }
+
+    /// Archives `certificates` and records `outcomes`, in one transaction.
+    ///
+    /// Certificates are always archived: what the service said it deleted is a fact,
+    /// whoever holds the lease. Item states are fenced: a run whose lease was taken over
+    /// changes nothing. Returns how many outcomes were fenced off.
+    pub async fn record_outcomes(
+        &self,
+        run_id: &str,
+        outcomes: &[Outcome],
+        certificates: &[Archived],
+    ) -> Result<u64> {
+        let op = WriteOp::Outcomes {
+            outcomes: outcomes.to_vec(),
+            certificates: certificates.to_vec(),
+        };
+        match self.write_one(run_id, Duration::ZERO, op).await? {
+            Written::Recorded { n_fenced } => Ok(n_fenced),
+            _ => unreachable!("outcomes answer with a fenced count"),
+        }
+    }
+
+    async fn write_one(&self, run_id: &str, lease: Duration, op: WriteOp) -> Result<Written> {
+        let mut written = self.write_batch(run_id, lease, &[op]).await?;
+        Ok(written.pop().expect("one result per op"))
     }
 
     /// Pushes back the end of every lease `run_id` holds.
@@ -311,117 +377,6 @@ where lease_owner = ?1 and state = 'in_flight'",
         .await
         .context("failed to extend leases")?;
         Ok(result.rows_affected())
-    }
-
-    /// Records certificates read before deletion, durably, before anything is sent.
-    pub async fn record_captures(
-        &self,
-        run_id: &str,
-        captures: &[(i64, String, String)],
-    ) -> Result<()> {
-        if captures.is_empty() {
-            return Ok(());
-        }
-        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "update items set captured_cert = captured.column2, captured_raw = captured.column3,
-    needs_lookup = 0, updated_at = ",
-        );
-        update.push(now!()).push(" from (");
-        update.push_values(captures, |mut values, (item_id, cert, raw)| {
-            values.push_bind(item_id).push_bind(cert).push_bind(raw);
-        });
-        update
-            .push(") as captured where items.id = captured.column1 and items.lease_owner = ")
-            .push_bind(run_id);
-        update
-            .build()
-            .execute(&self.pool)
-            .await
-            .context("failed to record captured certificates")?;
-        Ok(())
-    }
-
-    /// Archives `certificates` and records `outcomes`, in one transaction.
-    ///
-    /// Certificates are always archived: what the service said it deleted is a fact,
-    /// whoever holds the lease. Item states are fenced: a run whose lease was taken over
-    /// changes nothing. Returns how many outcomes were fenced off.
-    pub async fn record_outcomes(
-        &self,
-        run_id: &str,
-        outcomes: &[Outcome],
-        certificates: &[Archived],
-    ) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
-        if !certificates.is_empty() {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "insert into certificates (file_id, cert, batch_id, raw, anomaly) ",
-            );
-            insert.push_values(certificates, |mut values, certificate| {
-                values
-                    .push_bind(&certificate.file_id)
-                    .push_bind(&certificate.cert)
-                    .push_bind(certificate.batch_id)
-                    .push_bind(&certificate.raw)
-                    .push_bind(&certificate.anomaly);
-            });
-            insert.push(" on conflict (file_id) do nothing");
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("failed to archive certificates")?;
-        }
-
-        // Outcomes mostly share their values (a whole chunk `deleted` after one request),
-        // so each group of equal values is one statement.
-        let mut groups: Vec<(&Outcome, Vec<i64>)> = Vec::new();
-        for outcome in outcomes {
-            match groups
-                .iter_mut()
-                .find(|(first, _)| same_values(first, outcome))
-            {
-                Some((_, item_ids)) => item_ids.push(outcome.item_id),
-                None => groups.push((outcome, vec![outcome.item_id])),
-            }
-        }
-        let mut n_fenced = 0;
-        for (values, item_ids) in &groups {
-            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("update items set state = ");
-            update
-                .push_bind(values.state.as_str())
-                .push(", last_error = ")
-                .push_bind(&values.error)
-                .push(", attempts = attempts + ")
-                .push_bind(values.attempts)
-                .push(", needs_lookup = ")
-                .push_bind(values.needs_lookup)
-                .push(", lease_until = null, updated_at = ")
-                .push(now!());
-            if values.state == ItemState::Pending {
-                update.push(", lease_owner = null");
-            }
-            if values.state.is_final() {
-                update.push(", finished_at = ").push(now!());
-            }
-            update
-                .push(" where state = 'in_flight' and lease_owner = ")
-                .push_bind(run_id)
-                .push(" and id in (");
-            let mut ids = update.separated(", ");
-            for item_id in item_ids {
-                ids.push_bind(item_id);
-            }
-            update.push(")");
-            let result = update
-                .build()
-                .execute(&mut *tx)
-                .await
-                .context("failed to record outcomes")?;
-            n_fenced += item_ids.len() as u64 - result.rows_affected();
-        }
-        tx.commit().await.context("failed to commit outcomes")?;
-        Ok(n_fenced)
     }
 
     /// Puts every item `run_id` still holds back to `pending` (graceful shutdown).
@@ -641,6 +596,169 @@ where state = 'failed' and (?1 is null or batch_id = ?1)"
             .await
             .context("failed to start a write transaction")
     }
+}
+
+/// Leases up to `limit` open items to `run_id` for `lease` and returns them.
+///
+/// Open means `pending`, `failed` by an earlier run, or `in_flight` under a lease that
+/// ran out (its run died). Taking such an item over marks it for a look-up.
+async fn claim(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    limit: u32,
+    lease: Duration,
+) -> Result<Vec<Claimed>> {
+    let rows = sqlx::query(concat!(
+        "update items
+set state = 'in_flight',
+lease_owner = ?1,
+lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2),
+needs_lookup = needs_lookup or state = 'in_flight',
+updated_at = ",
+        now!(),
+        "
+where id in (
+select id from items
+-- This first term is the partial index's own condition, so the index is used.
+where state in ('pending', 'in_flight', 'failed')
+  and (state = 'pending'
+       or (state = 'failed' and lease_owner is not ?1)
+       or (state = 'in_flight' and lease_until < ",
+        now!(),
+        "))
+order by id
+limit ?3
+)
+returning id, batch_id, file_id, captured_cert, captured_raw, needs_lookup"
+    ))
+    .bind(run_id)
+    .bind(format!("+{} seconds", lease.as_secs().max(1)))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .context("failed to claim items")?;
+
+    let mut claimed: Vec<Claimed> = rows
+        .into_iter()
+        .map(|row| Claimed {
+            item_id: row.get("id"),
+            batch_id: row.get("batch_id"),
+            file_id: row.get("file_id"),
+            captured_cert: row.get("captured_cert"),
+            captured_raw: row.get("captured_raw"),
+            needs_lookup: row.get("needs_lookup"),
+        })
+        .collect();
+    claimed.sort_by_key(|item| item.item_id);
+    Ok(claimed)
+}
+
+/// Records certificates read before deletion, durably, before anything is sent.
+async fn record_captures(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    captures: &[(i64, String, String)],
+) -> Result<()> {
+    if captures.is_empty() {
+        return Ok(());
+    }
+    let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "update items set captured_cert = captured.column2, captured_raw = captured.column3,
+needs_lookup = 0, updated_at = ",
+    );
+    update.push(now!()).push(" from (");
+    update.push_values(captures, |mut values, (item_id, cert, raw)| {
+        values.push_bind(item_id).push_bind(cert).push_bind(raw);
+    });
+    update
+        .push(") as captured where items.id = captured.column1 and items.lease_owner = ")
+        .push_bind(run_id);
+    update
+        .build()
+        .execute(&mut *conn)
+        .await
+        .context("failed to record captured certificates")?;
+    Ok(())
+}
+
+/// Archives `certificates` and records `outcomes`.
+///
+/// Certificates are always archived: what the service said it deleted is a fact,
+/// whoever holds the lease. Item states are fenced: a run whose lease was taken over
+/// changes nothing. Returns how many outcomes were fenced off.
+async fn record_outcomes(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+    outcomes: &[Outcome],
+    certificates: &[Archived],
+) -> Result<u64> {
+    if !certificates.is_empty() {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("insert into certificates (file_id, cert, batch_id, raw, anomaly) ");
+        insert.push_values(certificates, |mut values, certificate| {
+            values
+                .push_bind(&certificate.file_id)
+                .push_bind(&certificate.cert)
+                .push_bind(certificate.batch_id)
+                .push_bind(&certificate.raw)
+                .push_bind(&certificate.anomaly);
+        });
+        insert.push(" on conflict (file_id) do nothing");
+        insert
+            .build()
+            .execute(&mut *conn)
+            .await
+            .context("failed to archive certificates")?;
+    }
+
+    // Outcomes mostly share their values (a whole chunk `deleted` after one request),
+    // so each group of equal values is one statement.
+    let mut groups: Vec<(&Outcome, Vec<i64>)> = Vec::new();
+    for outcome in outcomes {
+        match groups
+            .iter_mut()
+            .find(|(first, _)| same_values(first, outcome))
+        {
+            Some((_, item_ids)) => item_ids.push(outcome.item_id),
+            None => groups.push((outcome, vec![outcome.item_id])),
+        }
+    }
+    let mut n_fenced = 0;
+    for (values, item_ids) in &groups {
+        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("update items set state = ");
+        update
+            .push_bind(values.state.as_str())
+            .push(", last_error = ")
+            .push_bind(&values.error)
+            .push(", attempts = attempts + ")
+            .push_bind(values.attempts)
+            .push(", needs_lookup = ")
+            .push_bind(values.needs_lookup)
+            .push(", lease_until = null, updated_at = ")
+            .push(now!());
+        if values.state == ItemState::Pending {
+            update.push(", lease_owner = null");
+        }
+        if values.state.is_final() {
+            update.push(", finished_at = ").push(now!());
+        }
+        update
+            .push(" where state = 'in_flight' and lease_owner = ")
+            .push_bind(run_id)
+            .push(" and id in (");
+        let mut ids = update.separated(", ");
+        for item_id in item_ids {
+            ids.push_bind(item_id);
+        }
+        update.push(")");
+        let result = update
+            .build()
+            .execute(&mut *conn)
+            .await
+            .context("failed to record outcomes")?;
+        n_fenced += item_ids.len() as u64 - result.rows_affected();
+    }
+    Ok(n_fenced)
 }
 
 fn same_values(left: &Outcome, right: &Outcome) -> bool {

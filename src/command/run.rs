@@ -175,9 +175,12 @@ fn progress_bar(visible: bool, length: u64) -> ProgressBar {
         "{elapsed_precise} [{bar:40}] {pos}/{len} IDs ({rate} IDs/s, eta {eta})",
     )
     .expect("the template is valid")
-    .with_key("rate", |state: &ProgressState, out: &mut dyn std::fmt::Write| {
-        let _ = write!(out, "{:.0}", state.per_sec());
-    })
+    .with_key(
+        "rate",
+        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "{:.0}", state.per_sec());
+        },
+    )
     .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
