@@ -46,7 +46,8 @@ where state in ('pending', 'in_flight', 'failed');
 create index items_open on items (id)
 where state in ('pending', 'in_flight', 'failed');
 
-create index items_batch_state on items (batch_id, state);
+-- No index on (batch_id, state): every state change would move an entry in it, and
+-- only `status` and `cancel` look items up by batch.
 
 -- The archive. The tool never deletes from it.
 create table certificates (
@@ -62,4 +63,3 @@ create table certificates (
 );
 
 create index certificates_cert on certificates (cert);
-create index certificates_deleted_at on certificates (deleted_at);

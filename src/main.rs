@@ -46,9 +46,12 @@ fn init_tracing(global: &GlobalArgs) {
     };
     let filter = EnvFilter::try_from_env("NOTARY_PURGE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("notary_purge={level},warn")));
+    // No colour codes in files and cron mail.
+    let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(is_terminal)
         .with_target(false);
     match global.log_format {
         LogFormat::Text => builder.init(),

@@ -213,8 +213,13 @@ async fn write_in_batches(
             .drain(..)
             .map(|request| (request.op, request.reply))
             .unzip();
+        let started = Instant::now();
         let written = store.write_batch(&run_id, lease, &ops).await?;
-        tracing::trace!(ops = ops.len(), "db.batch_committed");
+        tracing::trace!(
+            ops = ops.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "db.batch_committed"
+        );
         for (reply, result) in replies.into_iter().zip(written) {
             // A worker that stopped waiting has nothing left to do with the answer.
             let _ = reply.send(result);
