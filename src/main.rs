@@ -31,8 +31,24 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {err:#}");
+    eprintln!("error: {}", chain(err));
     ExitCode::from(Exit::Usage as u8)
+}
+
+/// The error and its causes on one line, leaving out a cause whose text its parent
+/// already includes (database errors repeat their message one level down).
+fn chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Logs go to stderr; NOTARY_PURGE_LOG (an EnvFilter) wins over -v/-q.

@@ -874,7 +874,19 @@ fn create_if_missing(path: &Path) -> Result<(), String> {
         .open(path);
     match created {
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        // SQLite would silently open a file it cannot write read-only, and fail later at
+        // the first write; say so now.
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            match fs::OpenOptions::new().write(true).open(path) {
+                Ok(_) => Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => Err(
+                    "the file is read-only (check its mode, owner and attributes); \
+                     notary-purge writes the queue and the archive to it"
+                        .to_string(),
+                ),
+                Err(err) => Err(format!("cannot open the file for writing: {err}")),
+            }
+        }
         Err(err) => Err(format!("cannot create the file: {err}")),
     }
 }

@@ -155,3 +155,37 @@ select (select max(id) from batches), column1 from (values
     );
     assert_eq!(world.certificates().await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_database_is_refused_before_anything_happens() {
+    let world = World::new(0).await;
+    assert_eq!(world.run(&["status"]).await.code, 0);
+    // Root may write any file whatever its mode (CI runs as root); the immutable
+    // attribute stops root too. Elsewhere, the mode is enough.
+    let made_immutable = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&world.db)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !made_immutable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&world.db, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+
+    let output = world
+        .run(&["enqueue", "aa95bac7-33fd-4faa-9fa1-f4baeaca82cd"])
+        .await;
+    if made_immutable {
+        std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&world.db)
+            .status()
+            .unwrap();
+    }
+
+    assert_error(
+        &output,
+        "the file is read-only (check its mode, owner and attributes)",
+    );
+}
