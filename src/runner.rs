@@ -193,10 +193,10 @@ struct Ctx {
     progress: ProgressBar,
 }
 
-/// A write a worker waits for, committed together with other workers' writes.
+/// Writes a worker waits for, committed together with other workers' writes.
 struct WriteRequest {
-    op: WriteOp,
-    reply: oneshot::Sender<Written>,
+    ops: Vec<WriteOp>,
+    reply: oneshot::Sender<Vec<Written>>,
 }
 
 /// Commits the workers' writes, batching those that queue up while a commit is under way:
@@ -209,30 +209,36 @@ async fn write_in_batches(
 ) -> Result<()> {
     let mut batch = Vec::with_capacity(MAX_WRITE_BATCH);
     while requests.recv_many(&mut batch, MAX_WRITE_BATCH).await > 0 {
-        let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch
-            .drain(..)
-            .map(|request| (request.op, request.reply))
-            .unzip();
+        let mut ops = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            replies.push((request.reply, request.ops.len()));
+            ops.extend(request.ops);
+        }
         let started = Instant::now();
-        let written = store.write_batch(&run_id, lease, &ops).await?;
+        let mut written = store.write_batch(&run_id, lease, &ops).await?.into_iter();
         tracing::trace!(
             ops = ops.len(),
             micros = started.elapsed().as_micros() as u64,
             "db.batch_committed"
         );
-        for (reply, result) in replies.into_iter().zip(written) {
+        for (reply, n_ops) in replies {
             // A worker that stopped waiting has nothing left to do with the answer.
-            let _ = reply.send(result);
+            let _ = reply.send(written.by_ref().take(n_ops).collect());
         }
     }
     Ok(())
 }
 
 impl Ctx {
-    /// Commits `op` (with whatever other workers asked for meanwhile) and returns its result.
-    async fn write(&self, op: WriteOp) -> Result<Written> {
+    /// Commits `ops` (with whatever other workers asked for meanwhile) and returns their
+    /// results, in order.
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, answer) = oneshot::channel();
-        let request = WriteRequest { op, reply };
+        let request = WriteRequest { ops, reply };
         self.writes
             .send(request)
             .await
@@ -284,29 +290,54 @@ async fn renew_leases(ctx: Arc<Ctx>) {
 }
 
 async fn work(ctx: Arc<Ctx>) -> Result<()> {
-    loop {
-        if ctx.is_stopping() {
-            return Ok(());
-        }
-        let limit = ctx.take_budget(ctx.options.chunk_size);
-        if limit == 0 {
-            // Not a stop request: the chunks other workers hold still go out.
-            let max = ctx.options.max_delete.unwrap_or(0);
-            ctx.stop
-                .lock()
-                .expect("stop lock")
-                .get_or_insert(Stop::MaxDelete(max));
-            return Ok(());
-        }
-        let Written::Claimed(claimed) = ctx.write(WriteOp::Claim { limit }).await? else {
-            unreachable!("a claim answers with claimed items");
-        };
-        ctx.return_budget(limit - claimed.len() as u32);
-        if claimed.is_empty() {
-            return Ok(());
-        }
-        process_chunk(&ctx, claimed).await?;
+    let mut claimed = commit_and_claim(&ctx, None).await?;
+    while !claimed.is_empty() {
+        let finished = process_chunk(&ctx, claimed).await?;
+        claimed = commit_and_claim(&ctx, Some(finished)).await?;
     }
+    Ok(())
+}
+
+/// Commits a finished chunk and, in the same transaction, claims the next one (unless the
+/// run is stopping or `--max-delete` is reached): one trip to the writer per chunk.
+async fn commit_and_claim(ctx: &Ctx, finished: Option<Finished>) -> Result<Vec<Claimed>> {
+    let limit = match ctx.is_stopping() {
+        true => 0,
+        false => ctx.take_budget(ctx.options.chunk_size),
+    };
+    if limit == 0 && !ctx.is_stopping() {
+        // Not a stop request: the chunks other workers hold still go out.
+        let max = ctx.options.max_delete.unwrap_or(0);
+        let mut stop = ctx.stop.lock().expect("stop lock");
+        stop.get_or_insert(Stop::MaxDelete(max));
+    }
+
+    let mut ops = Vec::with_capacity(2);
+    let mut recorded = None;
+    if let Some(finished) = finished {
+        recorded = Some((finished.counts, finished.outcomes.len()));
+        ops.push(WriteOp::Outcomes {
+            outcomes: finished.outcomes,
+            certificates: finished.certificates,
+        });
+    }
+    if limit > 0 {
+        ops.push(WriteOp::Claim { limit });
+    }
+    let mut written = ctx.write(ops).await?.into_iter();
+
+    if let Some((counts, n_items)) = recorded {
+        let Some(Written::Recorded { n_fenced }) = written.next() else {
+            unreachable!("outcomes answer with a fenced count");
+        };
+        tally(ctx, &counts, n_items, n_fenced);
+    }
+    let claimed = match written.next() {
+        Some(Written::Claimed(claimed)) => claimed,
+        _ => Vec::new(),
+    };
+    ctx.return_budget(limit - claimed.len() as u32);
+    Ok(claimed)
 }
 
 /// One claimed item on its way to an outcome.
@@ -402,7 +433,7 @@ fn is_certificate_id(cert: &str) -> bool {
     cert.len() == 64 && cert.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
-async fn process_chunk(ctx: &Ctx, claimed: Vec<Claimed>) -> Result<()> {
+async fn process_chunk(ctx: &Ctx, claimed: Vec<Claimed>) -> Result<Finished> {
     let mut works: Vec<Work> = claimed.into_iter().map(Work::new).collect();
     mark_invalid_and_repeated(&mut works);
 
@@ -411,7 +442,7 @@ async fn process_chunk(ctx: &Ctx, claimed: Vec<Claimed>) -> Result<()> {
     for index in missing {
         resolve_single(ctx, &mut works[index]).await?;
     }
-    commit(ctx, works).await
+    Ok(Finished::new(works))
 }
 
 fn mark_invalid_and_repeated(works: &mut [Work]) {
@@ -452,7 +483,7 @@ async fn look_up(ctx: &Ctx, works: &mut [Work]) -> Result<()> {
         }
     }
     if !captures.is_empty() {
-        ctx.write(WriteOp::Captures(captures)).await?;
+        ctx.write(vec![WriteOp::Captures(captures)]).await?;
     }
     Ok(())
 }
@@ -532,7 +563,7 @@ async fn resolve_single(ctx: &Ctx, work: &mut Work) -> Result<()> {
             Ok(Some(StoredFile { cert, raw })) => {
                 let raw = raw.to_string();
                 let capture = vec![(work.claimed.item_id, cert.clone(), raw.clone())];
-                ctx.write(WriteOp::Captures(capture)).await?;
+                ctx.write(vec![WriteOp::Captures(capture)]).await?;
                 work.captured = Some((cert, raw));
             }
             Ok(None) => {
@@ -579,50 +610,59 @@ fn fail(ctx: &Ctx, work: &mut Work, failure: Failure) {
     }
 }
 
-async fn commit(ctx: &Ctx, mut works: Vec<Work>) -> Result<()> {
-    for index in 0..works.len() {
-        if let Some(first) = works[index].same_as {
-            let (state, _) = works[first]
-                .outcome
-                .clone()
-                .unwrap_or((ItemState::Pending, None));
-            let note = format!("same file as item {}", works[first].claimed.item_id);
-            works[index].decide(state, Some(note));
-        }
-    }
+/// A processed chunk: what to record, and what to count once it is recorded.
+struct Finished {
+    outcomes: Vec<Outcome>,
+    certificates: Vec<Archived>,
+    counts: RunSummary,
+}
 
-    let mut archive = Vec::new();
-    let mut outcomes = Vec::with_capacity(works.len());
-    let mut counts = RunSummary::default();
-    for work in works {
-        let (state, error) = work.outcome.unwrap_or((ItemState::Pending, None));
-        match state {
-            ItemState::Deleted => counts.deleted += 1,
-            ItemState::AlreadyGone => counts.already_gone += 1,
-            ItemState::Rejected => counts.rejected += 1,
-            ItemState::Failed => counts.failed += 1,
-            ItemState::Pending | ItemState::InFlight => counts.left_pending += 1,
+impl Finished {
+    fn new(mut works: Vec<Work>) -> Finished {
+        for index in 0..works.len() {
+            if let Some(first) = works[index].same_as {
+                let (state, _) = works[first]
+                    .outcome
+                    .clone()
+                    .unwrap_or((ItemState::Pending, None));
+                let note = format!("same file as item {}", works[first].claimed.item_id);
+                works[index].decide(state, Some(note));
+            }
         }
-        archive.extend(work.archive);
-        outcomes.push(Outcome {
-            item_id: work.claimed.item_id,
-            state,
-            error,
-            attempts: work.attempts,
-            needs_lookup: work.needs_lookup,
-        });
+
+        let mut certificates = Vec::new();
+        let mut outcomes = Vec::with_capacity(works.len());
+        let mut counts = RunSummary::default();
+        for work in works {
+            let (state, error) = work.outcome.unwrap_or((ItemState::Pending, None));
+            match state {
+                ItemState::Deleted => counts.deleted += 1,
+                ItemState::AlreadyGone => counts.already_gone += 1,
+                ItemState::Rejected => counts.rejected += 1,
+                ItemState::Failed => counts.failed += 1,
+                ItemState::Pending | ItemState::InFlight => counts.left_pending += 1,
+            }
+            certificates.extend(work.archive);
+            outcomes.push(Outcome {
+                item_id: work.claimed.item_id,
+                state,
+                error,
+                attempts: work.attempts,
+                needs_lookup: work.needs_lookup,
+            });
+        }
+        Finished {
+            outcomes,
+            certificates,
+            counts,
+        }
     }
-    let n_items = outcomes.len();
-    let op = WriteOp::Outcomes {
-        outcomes,
-        certificates: archive,
-    };
-    let Written::Recorded { n_fenced } = ctx.write(op).await? else {
-        unreachable!("outcomes answer with a fenced count");
-    };
-    counts.fenced = n_fenced;
-    if counts.fenced > 0 {
-        tracing::warn!(fenced = counts.fenced, "chunk.lease_lost");
+}
+
+/// Adds a recorded chunk to the run's summary and progress.
+fn tally(ctx: &Ctx, counts: &RunSummary, n_items: usize, n_fenced: u64) {
+    if n_fenced > 0 {
+        tracing::warn!(fenced = n_fenced, "chunk.lease_lost");
     }
     tracing::debug!(
         items = n_items,
@@ -631,17 +671,14 @@ async fn commit(ctx: &Ctx, mut works: Vec<Work>) -> Result<()> {
         failed = counts.failed,
         "chunk.done"
     );
-
-    let done = n_items as u64 - counts.left_pending;
-    ctx.progress.inc(done);
+    ctx.progress.inc(n_items as u64 - counts.left_pending);
     let mut summary = ctx.summary.lock().expect("summary lock");
     summary.deleted += counts.deleted;
     summary.already_gone += counts.already_gone;
     summary.rejected += counts.rejected;
     summary.failed += counts.failed;
     summary.left_pending += counts.left_pending;
-    summary.fenced += counts.fenced;
-    Ok(())
+    summary.fenced += n_fenced;
 }
 
 /// Why a call gave up.
