@@ -65,7 +65,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         match store.certificate(&file_id.to_canonical()).await? {
             Some(certificate) => {
                 let page = page_url(settings.base_url.as_ref(), &certificate.cert);
-                println!("{file_id} {} {page}", certificate.cert);
+                outln!("{file_id} {} {page}", certificate.cert);
             }
             None => {
                 eprintln!("{file_id}: no certificate in the archive");

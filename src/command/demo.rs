@@ -63,8 +63,8 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     };
     let settings = global.settings(flags)?;
     let base_url = settings.require_base_url()?.clone();
-    println!("simulator: {base_url}");
-    println!(
+    outln!("simulator: {base_url}");
+    outln!(
         "database:  {}",
         display_database(&database, global.db.is_some())
     );
@@ -81,7 +81,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         })
     });
     let report = store.enqueue(Some("demo"), "demo", entries).await?;
-    println!(
+    outln!(
         "enqueued {} IDs in batch {}",
         report.enqueued,
         report.batch_id.unwrap_or_default()
@@ -104,16 +104,16 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         indicatif::ProgressBar::hidden(),
     )
     .await?;
-    print_summary(&summary);
+    print_summary(&summary)?;
 
     for (file_id, _) in GUIDE_FILES {
         match store.certificate(file_id).await? {
-            Some(certificate) => println!(
+            Some(certificate) => outln!(
                 "{file_id} {} {}",
                 certificate.cert,
                 page_url(Some(&base_url), &certificate.cert)
             ),
-            None => println!("{file_id}: no certificate in the archive"),
+            None => outln!("{file_id}: no certificate in the archive"),
         }
     }
     store.close().await;

@@ -69,7 +69,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     };
     store.close().await;
 
-    print_report(&source, &report, args.json);
+    print_report(&source, &report, args.json)?;
     Ok(if report.n_rejected > 0 {
         Exit::ItemsFailed
     } else {
@@ -87,7 +87,7 @@ fn argument_entries(ids: &[String]) -> impl Iterator<Item = io::Result<Entry>> +
     })
 }
 
-fn print_report(source: &str, report: &EnqueueReport, json: bool) {
+fn print_report(source: &str, report: &EnqueueReport, json: bool) -> Result<()> {
     let place = if source == "<args>" {
         "argument"
     } else {
@@ -114,14 +114,17 @@ fn print_report(source: &str, report: &EnqueueReport, json: bool) {
             "rejected": rejected,
             "n_rejected": report.n_rejected,
         });
-        println!("{value}");
-        return;
+        outln!("{value}");
+        return Ok(());
     }
     match report.batch_id {
-        None => println!("nothing to enqueue: `{source}` holds no IDs"),
-        Some(batch_id) => println!(
+        None => outln!("nothing to enqueue: `{source}` holds no new IDs"),
+        Some(batch_id) => outln!(
             "batch {batch_id}: {} enqueued, {} duplicates skipped, {} rejected (from {source})",
-            report.enqueued, report.duplicates, report.n_rejected
+            report.enqueued,
+            report.duplicates,
+            report.n_rejected
         ),
     }
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub async fn retry(global: &GlobalArgs, args: RetryArgs) -> Result<Exit> {
     }
     let n_reset = store.retry_failed(args.batch).await?;
     store.close().await;
-    println!("{n_reset} failed items are pending again");
+    outln!("{n_reset} failed items are pending again");
     Ok(Exit::Success)
 }
 
@@ -51,7 +51,7 @@ pub async fn cancel(global: &GlobalArgs, args: CancelArgs) -> Result<Exit> {
     require_batch(&store, args.batch).await?;
     let n_removed = store.cancel_pending(args.batch).await?;
     store.close().await;
-    println!("{n_removed} pending items of batch {} removed", args.batch);
+    outln!("{n_removed} pending items of batch {} removed", args.batch);
     Ok(Exit::Success)
 }
 

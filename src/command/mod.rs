@@ -1,5 +1,13 @@
 //! The command line: one file per subcommand, each a clap struct and a `run` function.
 
+/// Prints a line of results on stdout, returning an error (never panicking) when stdout
+/// is closed or full; `main` ends quietly on a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::command::write_line(format_args!($($arg)*))?
+    };
+}
+
 pub(crate) mod certs;
 mod demo;
 mod enqueue;
@@ -141,6 +149,16 @@ impl GlobalArgs {
         use std::io::IsTerminal;
         !self.quiet && std::io::stderr().is_terminal()
     }
+}
+
+/// Writes one line to stdout; see `outln!`.
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").map_err(|source| crate::error::Error::Io {
+        context: "cannot write to stdout".to_string(),
+        source,
+    })
 }
 
 /// Opens the configured database.

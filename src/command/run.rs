@@ -91,7 +91,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     if n_open == 0 {
-        println!("nothing to do: no pending items");
+        outln!("nothing to do: no pending items");
         return Ok(Exit::Success);
     }
     let n_to_send = args.max_delete.map_or(n_open, |max| max.min(n_open));
@@ -123,7 +123,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     progress.finish_and_clear();
     store.close().await;
 
-    print_summary(&summary);
+    print_summary(&summary)?;
     Ok(exit_for(&summary))
 }
 
@@ -148,20 +148,21 @@ async fn print_dry_run(
 ) -> Result<()> {
     let n_to_send = max.map_or(n_open, |max| max.min(n_open));
     let n_chunks = n_to_send.div_ceil(u64::from(settings.chunk_size));
-    println!(
+    outln!(
         "dry run: would send {n_to_send} of {n_open} waiting IDs in {n_chunks} chunks of up to {} \
          ({} at a time); nothing was sent",
-        settings.chunk_size, settings.concurrency
+        settings.chunk_size,
+        settings.concurrency
     );
     if settings.capture_certificates {
-        println!("each file's certificate would be read first (GET /stored-files/{{id}})");
+        outln!("each file's certificate would be read first (GET /stored-files/{{id}})");
     }
     let first = store.preview_open(10.min(n_to_send) as u32).await?;
     for file_id in &first {
-        println!("  {file_id}");
+        outln!("  {file_id}");
     }
     if n_to_send > first.len() as u64 {
-        println!("  ... and {} more", n_to_send - first.len() as u64);
+        outln!("  ... and {} more", n_to_send - first.len() as u64);
     }
     Ok(())
 }
@@ -208,7 +209,7 @@ async fn wait_for_signal() {
 }
 
 /// Prints the one-line summary on stdout.
-pub(crate) fn print_summary(summary: &RunSummary) {
+pub(crate) fn print_summary(summary: &RunSummary) -> Result<()> {
     let mut line = format!(
         "deleted {}, already gone {}, rejected {}, failed {}",
         summary.deleted, summary.already_gone, summary.rejected, summary.failed
@@ -221,7 +222,7 @@ pub(crate) fn print_summary(summary: &RunSummary) {
         summary.elapsed.as_secs_f64(),
         summary.ids_per_second()
     ));
-    println!("{line}");
+    outln!("{line}");
     match &summary.stop {
         Some(Stop::Unauthorized(message)) => eprintln!(
             "error: the service refused the token ({message}); the run stopped and nothing \
@@ -238,6 +239,7 @@ pub(crate) fn print_summary(summary: &RunSummary) {
     if summary.failed > 0 {
         eprintln!("see `notary-purge status` for the failed items; the next run tries them again");
     }
+    Ok(())
 }
 
 /// The exit code a run's summary calls for.

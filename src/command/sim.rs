@@ -81,7 +81,7 @@ pub async fn run(args: Args) -> Result<Exit> {
         context: "cannot read the listening address".to_string(),
         source,
     })?;
-    println!("http://{bound}{}", sim::API_PREFIX);
+    outln!("http://{bound}{}", sim::API_PREFIX);
     let stopped = async {
         let _ = tokio::signal::ctrl_c().await;
     };

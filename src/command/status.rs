@@ -54,9 +54,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
             .collect();
         let value =
             serde_json::json!({ "states": states, "batches": batches, "problems": problems });
-        println!("{value}");
+        outln!("{value}");
     } else {
-        print_text(&states, &batches, &problems);
+        print_text(&states, &batches, &problems)?;
     }
 
     let n_failed = states
@@ -74,7 +74,7 @@ fn print_text(
     states: &[(ItemState, u64)],
     batches: &[crate::store::BatchCounts],
     problems: &[crate::store::Problem],
-) {
+) -> Result<()> {
     let line = |counts: &[(ItemState, u64)]| {
         counts
             .iter()
@@ -82,10 +82,10 @@ fn print_text(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("all batches: {}", line(states));
+    outln!("all batches: {}", line(states));
     for batch in batches {
         let label = batch.label.as_deref().unwrap_or("-");
-        println!(
+        outln!(
             "batch {} ({label}, {}, {}): {}",
             batch.batch_id,
             batch.source,
@@ -94,10 +94,10 @@ fn print_text(
         );
     }
     if !problems.is_empty() {
-        println!("needs attention (most recent first):");
+        outln!("needs attention (most recent first):");
     }
     for problem in problems {
-        println!(
+        outln!(
             "  {} {} batch {} attempts {}: {}",
             problem.state,
             problem.file_id,
@@ -106,4 +106,5 @@ fn print_text(
             problem.last_error.as_deref().unwrap_or("")
         );
     }
+    Ok(())
 }
