@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,7 @@ pub async fn run(
         stopping: stop_sender,
         stop: Mutex::new(None),
         budget: options.max_delete.map(AtomicU64::new),
+        budget_spent: AtomicBool::new(false),
         summary: Mutex::new(RunSummary::default()),
         progress,
     });
@@ -167,6 +168,10 @@ pub async fn run(
     summary.still_queued = store.count_open().await?;
     summary.elapsed = started.elapsed();
     summary.stop = ctx.stop.lock().expect("stop lock").clone();
+    let budget_spent = ctx.budget_spent.load(Ordering::SeqCst);
+    if summary.stop.is_none() && budget_spent && summary.still_queued > 0 {
+        summary.stop = Some(Stop::MaxDelete(options.max_delete.unwrap_or(0)));
+    }
     tracing::info!(
         deleted = summary.deleted,
         already_gone = summary.already_gone,
@@ -189,6 +194,7 @@ struct Ctx {
     stopping: watch::Sender<bool>,
     stop: Mutex<Option<Stop>>,
     budget: Option<AtomicU64>,
+    budget_spent: AtomicBool,
     summary: Mutex<RunSummary>,
     progress: ProgressBar,
 }
@@ -307,9 +313,7 @@ async fn commit_and_claim(ctx: &Ctx, finished: Option<Finished>) -> Result<Vec<C
     };
     if limit == 0 && !ctx.is_stopping() {
         // Not a stop request: the chunks other workers hold still go out.
-        let max = ctx.options.max_delete.unwrap_or(0);
-        let mut stop = ctx.stop.lock().expect("stop lock");
-        stop.get_or_insert(Stop::MaxDelete(max));
+        ctx.budget_spent.store(true, Ordering::SeqCst);
     }
 
     let mut ops = Vec::with_capacity(2);
@@ -330,6 +334,8 @@ async fn commit_and_claim(ctx: &Ctx, finished: Option<Finished>) -> Result<Vec<C
         let Some(Written::Recorded { n_fenced }) = written.next() else {
             unreachable!("outcomes answer with a fenced count");
         };
+        // Items put back were not sent: they do not count against --max-delete.
+        ctx.return_budget(counts.left_pending as u32);
         tally(ctx, &counts, n_items, n_fenced);
     }
     let claimed = match written.next() {

@@ -19,8 +19,9 @@ use crate::store::Store;
 /// Run the whole job against a built-in simulator and show the result
 ///
 /// Starts the simulator on a free loopback port, enqueues the API guide's two file IDs
-/// plus --files generated ones into a fresh database (in a temporary folder unless --db
-/// is given), runs, and prints the summary and the guide's two certificates.
+/// plus --files generated ones into a new database (in a temporary folder, or at --db,
+/// which must not exist yet), runs, and prints the summary and the guide's two
+/// certificates.
 ///
 /// Example: notary-purge demo --db /tmp/demo.db && notary-purge --db /tmp/demo.db status
 #[derive(Debug, clap::Args)]
@@ -32,6 +33,16 @@ pub struct Args {
 
 /// Runs `demo`.
 pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
+    if let Some(path) = &global.db {
+        let is_empty = std::fs::metadata(path).map_or(true, |metadata| metadata.len() == 0);
+        if !is_empty {
+            return Err(Error::Config(format!(
+                "`{}` already exists; the demo only writes to a new database, so that it \
+                 never sends a real queue to the simulator",
+                path.display()
+            )));
+        }
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|source| Error::Io {
@@ -100,7 +111,7 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         &store,
         &client,
         &options,
-        std::future::pending(),
+        crate::command::run::interrupted(),
         indicatif::ProgressBar::hidden(),
     )
     .await?;

@@ -112,10 +112,18 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         max_requests_per_second: settings.max_requests_per_second,
     })?;
     let progress = progress_bar(global.wants_progress(), n_to_send);
+    // An unconfirmed run never sends more than confirm_above, even if more items are
+    // enqueued while it runs.
+    let max_delete = match args.yes {
+        true => args.max_delete,
+        false => Some(args.max_delete.map_or(settings.confirm_above, |max| {
+            max.min(settings.confirm_above)
+        })),
+    };
     let summary = runner::run(
         &store,
         &client,
-        &run_options(&settings, args.max_delete),
+        &run_options(&settings, max_delete),
         interrupted(),
         progress.clone(),
     )
@@ -189,7 +197,7 @@ fn progress_bar(visible: bool, length: u64) -> ProgressBar {
 }
 
 /// Completes on the first SIGINT or SIGTERM; the second one ends the process at once.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     wait_for_signal().await;
     eprintln!("stopping: finishing the requests in flight (signal again to exit at once)");
     tokio::spawn(async {
@@ -225,15 +233,17 @@ pub(crate) fn print_summary(summary: &RunSummary) -> Result<()> {
     outln!("{line}");
     match &summary.stop {
         Some(Stop::Unauthorized(message)) => eprintln!(
-            "error: the service refused the token ({message}); the run stopped and nothing \
-             was lost: renew the token and run again"
+            "error: the service refused the credentials ({message}); the run stopped and \
+             nothing was lost: check the token or client credentials and run again"
         ),
         Some(Stop::Quota(message)) => eprintln!(
             "error: the service reports a quota limit ({message}); the run stopped and \
              nothing was lost"
         ),
         Some(Stop::Interrupted) => eprintln!("interrupted: unfinished items are pending again"),
-        Some(Stop::MaxDelete(max)) => eprintln!("stopped after sending {max} files (--max-delete)"),
+        Some(Stop::MaxDelete(max)) => eprintln!(
+            "stopped after sending {max} files (--max-delete, or confirm_above without --yes)"
+        ),
         None => (),
     }
     if summary.failed > 0 {

@@ -42,6 +42,52 @@ async fn max_delete_sends_no_more_than_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn max_delete_does_not_hide_a_refused_token() {
+    let world = World::new(10).await;
+    world.enqueue(&generated(0..10)).await;
+
+    let mut command = world.command(&["run", "--max-delete", "1"]);
+    command.env("NOTARY_TOKEN", "expired-token");
+    let output = crate::harness::collect(command).await;
+
+    assert_eq!(output.code, 3, "{output:?}");
+    assert!(!output.stderr.contains("--max-delete"), "{}", output.stderr);
+    assert_eq!(world.states().await.get("pending"), Some(&10));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unconfirmed_run_sends_no_more_than_confirm_above() {
+    let mut config = SimConfig::new(TOKEN);
+    config.generated_files = 30;
+    config.latency = Duration::from_millis(20);
+    let world = World::with_config(config).await;
+    world.enqueue(&generated(0..5)).await;
+    let config = world.db.with_file_name("jobs.toml");
+    crate::harness::write_private(&config, "confirm_above = 10\n");
+    let mut command = world.command(&["--config", config.to_str().unwrap(), "run"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+
+    // Once the run has started on its 5 items (5 look-ups of 20 ms each to go), more are
+    // enqueued: they must not slip past the limit the run was started under.
+    for _ in 0..500 {
+        if !world.sim.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    world.enqueue(&generated(5..25)).await;
+    let output = child.wait_with_output().await.unwrap();
+
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(world.ids_sent_for_deletion().len(), 10);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("confirm_above"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_large_run_needs_confirmation() {
     let world = World::new(20).await;
     world.enqueue(&generated(0..20)).await;
@@ -235,4 +281,27 @@ async fn a_second_signal_exits_at_once_and_the_next_run_recovers() {
     assert_eq!(next.code, 0, "{next:?}");
     assert_eq!(world.states().await.get("deleted"), Some(&600));
     assert_eq!(world.certificates().await, world.ledger());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_end_to_end_and_never_touches_an_existing_queue() {
+    let world = World::new(0).await;
+    world.enqueue(&generated(0..1)).await;
+    let fresh = world.db.with_file_name("demo.db");
+
+    let demo = world
+        .run(&["--db", fresh.to_str().unwrap(), "demo", "--files", "20"])
+        .await;
+    let refused = world.run(&["demo", "--files", "20"]).await;
+
+    assert_eq!(demo.code, 0, "{demo:?}");
+    assert!(demo
+        .stdout
+        .contains("deleted 22, already gone 0, rejected 0, failed 0"));
+    assert!(demo.stdout.contains(notary_purge::sim::GUIDE_FILES[1].1));
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused
+        .stderr
+        .contains("already exists; the demo only writes to a new database"));
+    assert_eq!(world.states().await.get("pending"), Some(&1));
 }

@@ -255,7 +255,9 @@ async fn unauthorized_stops_the_run_and_loses_nothing() {
     let output = world.run(&["run", "--concurrency", "1"]).await;
 
     assert_eq!(output.code, 3, "{output:?}");
-    assert!(output.stderr.contains("the service refused the token"));
+    assert!(output
+        .stderr
+        .contains("the service refused the credentials"));
     assert!(world.ledger().is_empty());
     assert_eq!(world.states().await.get("pending"), Some(&4));
     assert_eq!(world.run(&["run"]).await.code, 0);
