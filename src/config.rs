@@ -115,7 +115,17 @@ impl Layer {
             context: format!("cannot read config file `{}`", path.display()),
             source,
         })?;
-        Layer::from_toml(path, &text)
+        let layer = Layer::from_toml(path, &text)?;
+        // Relative paths in the file mean the file's folder, wherever cron starts us.
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let near = |file: Option<PathBuf>| file.map(|file| folder.join(file));
+        Ok(Layer {
+            database: near(layer.database),
+            token_file: near(layer.token_file),
+            client_secret_file: near(layer.client_secret_file),
+            ca_cert: near(layer.ca_cert),
+            ..layer
+        })
     }
 
     /// Parses config text; `path` only names it in errors.
@@ -125,7 +135,7 @@ impl Layer {
                 Some(span) => format!(":{}", line_of(text, span.start)),
                 None => String::new(),
             };
-            let message = err.message().trim_end_matches('\n');
+            let message = err.message().trim().replace('\n', " ");
             Error::Config(format!(
                 "config file `{}{place}`: {message}; see jobs.example.toml for every key",
                 path.display()

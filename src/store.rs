@@ -184,12 +184,29 @@ pub struct Problem {
 }
 
 impl Store {
+    /// Opens and migrates the database at `path`, which must exist: commands that only
+    /// read or manage a queue should not create an empty one on a mistyped path.
+    pub async fn open_existing(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Database {
+                path: path.display().to_string(),
+                message: "no such file; check --db or `database` (`enqueue` creates it)"
+                    .to_string(),
+            });
+        }
+        Store::open(path).await
+    }
+
     /// Opens (creating it with mode 0600 if needed) and migrates the database at `path`.
     pub async fn open(path: &Path) -> Result<Store> {
         let fail = |message: String| Error::Database {
             path: path.display().to_string(),
             message,
         };
+        let text = path.to_string_lossy();
+        if text == ":memory:" || text.starts_with("file:") || text.starts_with("sqlite:") {
+            return Err(fail("give the path of a database file".to_string()));
+        }
         create_if_missing(path).map_err(fail)?;
 
         let options = SqliteConnectOptions::new()
@@ -213,6 +230,7 @@ impl Store {
             pool,
             path: path.to_path_buf(),
         };
+        store.refuse_foreign_database().await?;
         store.migrate().await?;
         Ok(store)
     }
@@ -220,6 +238,31 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Refuses a database that another program made: adding our tables to it would mix
+    /// two programs' data in one file.
+    async fn refuse_foreign_database(&self) -> Result<()> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| Error::Database {
+            path: self.path.display().to_string(),
+            message: describe_open_error(&err),
+        })?;
+        let is_ours = tables.is_empty() || tables.iter().any(|name| name == "_sqlx_migrations");
+        if is_ours {
+            return Ok(());
+        }
+        Err(Error::Database {
+            path: self.path.display().to_string(),
+            message: format!(
+                "holds another program's tables (`{}`); give notary-purge a database of its own",
+                tables.join("`, `")
+            ),
+        })
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -20,15 +20,17 @@ const EXPORT_PAGE: u32 = 1000;
 /// any file has no certificate in the archive.
 ///
 /// Examples:
-///   notary-purge certs aa95bac7-33fd-4faa-9fa1-f4baeaca82cd
-///   notary-purge certs --export csv --since 2026-12-01 > certificates.csv
+///
+///     notary-purge certs aa95bac7-33fd-4faa-9fa1-f4baeaca82cd
+///
+///     notary-purge certs --export csv --since 2026-12-01 > certificates.csv
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Export every archived certificate to stdout in this format
     #[arg(long, value_enum, conflicts_with = "file_ids", value_name = "FORMAT")]
     export: Option<ExportFormat>,
     /// With --export: only certificates recorded at or after this UTC time
-    /// (e.g. 2026-12-01 or 2026-12-01T08:00:00Z)
+    /// (2026-12-01 or 2026-12-01T08:00:00Z)
     #[arg(long, requires = "export", value_name = "TIME")]
     since: Option<String>,
     /// File IDs to look up
@@ -50,7 +52,11 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     let settings = global.settings(Layer::default())?;
     let store = open_store(&settings).await?;
     if let Some(format) = args.export {
-        export(&store, format, args.since.as_deref()).await?;
+        let since = match &args.since {
+            Some(text) => Some(parse_since(text)?),
+            None => None,
+        };
+        export(&store, format, since.as_deref()).await?;
         store.close().await;
         return Ok(Exit::Success);
     }
@@ -79,6 +85,57 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// Turns `2026-12-01` or `2026-12-01T08:00:00Z` (UTC, optional fraction) into the
+/// archive's own time format, so that comparing text compares times.
+fn parse_since(text: &str) -> Result<String> {
+    let invalid = || {
+        Error::Config(format!(
+            "--since `{text}` is not a UTC time; write 2026-12-01 or 2026-12-01T08:00:00Z"
+        ))
+    };
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').ok_or_else(invalid)?)),
+        None => (text, None),
+    };
+    let number = |part: &str, digits: usize, low: u32, high: u32| -> Result<u32> {
+        let value: u32 = part.parse().map_err(|_| invalid())?;
+        let ok = part.len() == digits && low <= value && value <= high;
+        ok.then_some(value).ok_or_else(invalid)
+    };
+    let date_parts: Vec<&str> = date.split('-').collect();
+    let [year, month, day] = date_parts[..] else {
+        return Err(invalid());
+    };
+    let (year, month, day) = (
+        number(year, 4, 1970, 9999)?,
+        number(month, 2, 1, 12)?,
+        number(day, 2, 1, 31)?,
+    );
+    let (hour, minute, second, millis) = match time {
+        None => (0, 0, 0, 0),
+        Some(time) => {
+            let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+            let clock_parts: Vec<&str> = clock.split(':').collect();
+            let [hour, minute, second] = clock_parts[..] else {
+                return Err(invalid());
+            };
+            if fraction.is_empty() || !fraction.bytes().all(|byte| byte.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            let fraction = format!("{fraction:0<3}");
+            (
+                number(hour, 2, 0, 23)?,
+                number(minute, 2, 0, 59)?,
+                number(second, 2, 0, 60)?,
+                number(&fraction[..3], 3, 0, 999)?,
+            )
+        }
+    };
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"
+    ))
 }
 
 /// The certificate's public page, on the host of the base URL.
@@ -177,5 +234,40 @@ fn csv_error(err: csv::Error) -> Error {
     match err.into_kind() {
         csv::ErrorKind::Io(source) => write_error(source),
         other => write_error(io::Error::other(format!("{other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_utc_dates_and_times_only() {
+        let check = |text: &str| parse_since(text).ok();
+        assert_eq!(
+            check("2026-12-01").as_deref(),
+            Some("2026-12-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            check("2026-12-01T08:05:09Z").as_deref(),
+            Some("2026-12-01T08:05:09.000Z")
+        );
+        assert_eq!(
+            check("2026-12-01T08:05:09.5Z").as_deref(),
+            Some("2026-12-01T08:05:09.500Z")
+        );
+        let bads = [
+            "yesterday",
+            "2026-13-45",
+            "2026-12-4",
+            "2026-12-04T16:00:00+02:00",
+            "",
+        ];
+        for bad in bads
+            .into_iter()
+            .chain(["2026-12-01T08:05:09.ééZ", "2026-12-01T08:05:09.Z"])
+        {
+            assert_eq!(check(bad), None, "{bad}");
+        }
     }
 }

@@ -4,11 +4,11 @@ use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::PathBuf;
 
-use crate::command::{open_store, Exit, GlobalArgs};
+use crate::command::{Exit, GlobalArgs};
 use crate::config::Layer;
 use crate::error::{Error, Result};
 use crate::input::{parse_line, Entries, Entry};
-use crate::store::EnqueueReport;
+use crate::store::{EnqueueReport, Store};
 
 /// Add a batch of file IDs to the queue
 ///
@@ -38,7 +38,7 @@ pub struct Args {
 /// Runs `enqueue`.
 pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     let settings = global.settings(Layer::default())?;
-    let store = open_store(&settings).await?;
+    let store = Store::open(&settings.database).await?;
     let label = args.label.as_deref();
 
     let from_stdin = args.ids == ["-"] || args.file.as_deref() == Some("-".as_ref());

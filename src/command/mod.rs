@@ -161,7 +161,7 @@ pub(crate) fn write_line(line: std::fmt::Arguments<'_>) -> Result<()> {
     })
 }
 
-/// Opens the configured database.
+/// Opens the configured database, which must exist.
 async fn open_store(settings: &Settings) -> Result<Store> {
-    Store::open(&settings.database).await
+    Store::open_existing(&settings.database).await
 }

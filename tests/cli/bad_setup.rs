@@ -21,12 +21,44 @@ async fn a_database_in_a_missing_folder_is_refused() {
     let world = World::new(0).await;
     let db = world.db.with_file_name("missing").join("queue.db");
 
-    let output = world.run(&["--db", db.to_str().unwrap(), "status"]).await;
+    let db_arg = db.to_str().unwrap();
+    let id = "aa95bac7-33fd-4faa-9fa1-f4baeaca82cd";
+
+    let created = world.run(&["--db", db_arg, "enqueue", id]).await;
+    let status = world.run(&["--db", db_arg, "status"]).await;
 
     assert_error(
-        &output,
+        &created,
         "does not exist; create it or choose another database path",
     );
+    assert_error(
+        &status,
+        "no such file; check --db or `database` (`enqueue` creates it)",
+    );
+    assert!(!db.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_programs_database_is_left_alone() {
+    let world = World::new(0).await;
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&world.db)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::query("create table invoices (id integer primary key)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let output = world
+        .run(&["enqueue", "aa95bac7-33fd-4faa-9fa1-f4baeaca82cd"])
+        .await;
+
+    assert_error(&output, "holds another program's tables (`invoices`)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +76,7 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schema_newer_than_the_binary_is_refused() {
     let world = World::new(0).await;
-    assert_eq!(world.run(&["status"]).await.code, 0);
+    world.create_database().await;
     let pool = world.pool().await;
     sqlx::query(
         "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
@@ -65,7 +97,7 @@ async fn the_database_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let world = World::new(0).await;
 
-    world.run(&["status"]).await;
+    world.create_database().await;
 
     let mode = std::fs::metadata(&world.db).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -127,7 +159,7 @@ async fn a_token_file_others_can_read_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ids_inserted_with_plain_sql_are_validated_before_sending() {
     let world = World::new(1).await;
-    assert_eq!(world.run(&["status"]).await.code, 0);
+    world.create_database().await;
     let pool = world.pool().await;
     sqlx::query(
         "insert into batches (label) values ('from erp');
@@ -159,7 +191,7 @@ select (select max(id) from batches), column1 from (values
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_database_is_refused_before_anything_happens() {
     let world = World::new(0).await;
-    assert_eq!(world.run(&["status"]).await.code, 0);
+    world.create_database().await;
     // Root may write any file whatever its mode (CI runs as root); the immutable
     // attribute stops root too. Elsewhere, the mode is enough.
     let made_immutable = std::process::Command::new("chattr")

@@ -101,6 +101,12 @@ impl World {
         assert_eq!(output.code, 0, "{output:?}");
     }
 
+    /// Creates the (empty) database, as the first `enqueue` would.
+    pub async fn create_database(&self) {
+        let output = self.run_with_stdin(&["enqueue", "-"], b"").await;
+        assert_eq!(output.code, 0, "{output:?}");
+    }
+
     pub async fn pool(&self) -> SqlitePool {
         let options = SqliteConnectOptions::new().filename(&self.db);
         SqlitePool::connect_with(options).await.unwrap()

@@ -71,6 +71,7 @@ async fn a_second_run_sends_no_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_queue_sends_nothing() {
     let world = World::new(0).await;
+    world.create_database().await;
 
     let output = world.run(&["run"]).await;
 
