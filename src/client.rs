@@ -237,10 +237,28 @@ impl NotaryClient {
                 continue;
             }
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(transport_error)?;
+            let body = read_body(response).await?;
             return Ok((status, headers, Body(body)));
         }
     }
+}
+
+/// The largest answer read; a bulk answer for 1,000 files is well under 1 MiB.
+const MAX_BODY: usize = 32 << 20;
+
+async fn read_body(mut response: reqwest::Response) -> Result<bytes::Bytes, CallError> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if MAX_BODY < body.len() + chunk.len() {
+            return Err(CallError::Transient {
+                message: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+                retry_after: None,
+                maybe_applied: true,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Error> {

@@ -290,6 +290,12 @@ fn non_empty(value: String, origin: &str) -> Result<Secret> {
     if value.is_empty() {
         return Err(Error::Config(format!("{origin} is empty")));
     }
+    // It goes into an HTTP header: visible ASCII only (the value is never shown).
+    if !value.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(Error::Config(format!(
+            "{origin} holds spaces, line breaks or other characters a credential cannot have"
+        )));
+    }
     Ok(Secret::new(value.to_string()))
 }
 
@@ -299,12 +305,19 @@ pub fn check_private(path: &Path) -> Result<()> {
         context: format!("cannot read `{}`", path.display()),
         source,
     })?;
+    if !metadata.is_file() {
+        return Err(Error::Config(format!("`{}` is not a file", path.display())));
+    }
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o037 != 0 {
+        // Name the real file: the advice must not be applied through a symbolic link
+        // to something else by mistake.
+        let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         return Err(Error::Config(format!(
-            "`{}` must not be readable by others, but its mode is {mode:04o}; run `chmod 600 {}`",
+            "`{}` must be private (mode 0600 or 0640), but its mode is {mode:04o}; \
+             run `chmod 600 {}`",
             path.display(),
-            path.display()
+            real.display()
         )));
     }
     Ok(())
@@ -313,7 +326,7 @@ pub fn check_private(path: &Path) -> Result<()> {
 fn parse_url(name: &str, text: &str, allow_plain_http: bool) -> Result<Url> {
     let url = match Url::parse(text) {
         Ok(url) => url,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
+        Err(url::ParseError::RelativeUrlWithoutBase) if !text.contains(char::is_whitespace) => {
             return Err(Error::Config(format!(
                 "{name} `{text}` has no scheme; write it as `https://{text}`"
             )))
@@ -324,6 +337,11 @@ fn parse_url(name: &str, text: &str, allow_plain_http: bool) -> Result<Url> {
             )))
         }
     };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Config(format!(
+            "{name} must not hold credentials (`user:password@`); use the token settings"
+        )));
+    }
     let is_loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

@@ -61,6 +61,9 @@ impl<R: BufRead> Iterator for Entries<R> {
     }
 }
 
+/// How much of a line that is not an ID is kept and shown.
+const SHOWN_CHARS: usize = 80;
+
 /// Parses one line: `None` for a blank or comment line.
 pub fn parse_line(text: &str) -> Option<Result<FileId, String>> {
     let without_comment = match text.find('#') {
@@ -71,7 +74,30 @@ pub fn parse_line(text: &str) -> Option<Result<FileId, String>> {
     if candidate.is_empty() {
         return None;
     }
-    Some(candidate.parse().map_err(|_| candidate.to_string()))
+    Some(candidate.parse().map_err(|_| printable(candidate)))
+}
+
+/// A bad line as it may be stored and shown: control characters escaped (so that no
+/// input can drive the terminal) and cut to a length a person can read.
+pub fn printable(text: &str) -> String {
+    let cut: String = text.chars().take(SHOWN_CHARS).collect();
+    let mut shown = escape_controls(&cut);
+    if text.chars().nth(SHOWN_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// `text` with its control characters escaped.
+pub fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c.is_control() {
+            true => escaped.extend(c.escape_debug()),
+            false => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]
@@ -102,6 +128,17 @@ mod tests {
         assert_eq!(got[1], (2, Err("not-an-id".to_string())));
         assert_eq!(got[2].0, 3);
         assert!(got[2].1.is_err());
+    }
+
+    #[test]
+    fn bad_lines_are_kept_short_and_harmless() {
+        let long = "x".repeat(10_000);
+        let shown = printable(&long);
+        assert_eq!(shown.chars().count(), SHOWN_CHARS + 1);
+        assert_eq!(
+            printable("x\u{1b}]0;pwned\u{7}\0"),
+            "x\\u{1b}]0;pwned\\u{7}\\0"
+        );
     }
 
     #[test]

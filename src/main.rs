@@ -10,19 +10,23 @@ use notary_purge::command::{self, Cli, Exit, GlobalArgs, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    let json = cli.global.log_format == LogFormat::Json;
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the runtime")),
+        Err(err) => {
+            let err = anyhow::Error::new(err).context("cannot start the runtime");
+            return fail(&err, json);
+        }
     };
     match runtime.block_on(command::execute(cli)) {
         Ok(exit) => ExitCode::from(exit as u8),
-        Err(err) => fail(&anyhow::Error::new(err)),
+        Err(err) => fail(&anyhow::Error::new(err), json),
     }
 }
 
 /// Prints the whole error chain once; a closed stdout (`| head`) is not an error.
-fn fail(err: &anyhow::Error) -> ExitCode {
+fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
     let is_broken_pipe = err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -31,7 +35,10 @@ fn fail(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {}", chain(err));
+    match json {
+        true => tracing::error!(error = %chain(err), "command.failed"),
+        false => eprintln!("error: {}", chain(err)),
+    }
     ExitCode::from(Exit::Usage as u8)
 }
 
@@ -60,8 +67,15 @@ fn init_tracing(global: &GlobalArgs) {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("NOTARY_PURGE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("notary_purge={level},warn")));
+    // sqlx reports slow statements at `warn`; they are not an operator's concern.
+    let default = || EnvFilter::new(format!("notary_purge={level},sqlx=error,warn"));
+    let filter = match std::env::var("NOTARY_PURGE_LOG") {
+        Err(_) => default(),
+        Ok(directives) => EnvFilter::try_new(&directives).unwrap_or_else(|err| {
+            eprintln!("warning: ignoring NOTARY_PURGE_LOG `{directives}`: {err}");
+            default()
+        }),
+    };
     // No colour codes in files and cron mail.
     let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

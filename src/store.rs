@@ -324,6 +324,11 @@ impl Store {
             }
         }
         insert_rows(&mut tx, batch_id, &rows, &mut report).await?;
+        if report.enqueued == 0 && report.n_rejected == 0 {
+            // Only IDs already queued: an empty batch would tell nobody anything.
+            report.batch_id = None;
+            return Ok(report);
+        }
         tx.commit().await.context("failed to commit the batch")?;
         Ok(report)
     }

@@ -21,9 +21,9 @@ const EXPORT_PAGE: u32 = 1000;
 ///
 /// Examples:
 ///
-///     notary-purge certs aa95bac7-33fd-4faa-9fa1-f4baeaca82cd
+///   notary-purge certs aa95bac7-33fd-4faa-9fa1-f4baeaca82cd
 ///
-///     notary-purge certs --export csv --since 2026-12-01 > certificates.csv
+///   notary-purge certs --export csv --since 2026-12-01 > certificates.csv
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Export every archived certificate to stdout in this format

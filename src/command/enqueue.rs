@@ -41,6 +41,11 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
     let store = Store::open(&settings.database).await?;
     let label = args.label.as_deref();
 
+    if args.ids.len() > 1 && args.ids.iter().any(|id| id == "-") {
+        return Err(Error::Config(
+            "`-` (read standard input) cannot be mixed with IDs as arguments".to_string(),
+        ));
+    }
     let from_stdin = args.ids == ["-"] || args.file.as_deref() == Some("-".as_ref());
     let (source, report) = if from_stdin {
         let entries = Entries::new(io::stdin().lock());
@@ -118,7 +123,11 @@ fn print_report(source: &str, report: &EnqueueReport, json: bool) -> Result<()> 
         return Ok(());
     }
     match report.batch_id {
-        None => outln!("nothing to enqueue: `{source}` holds no new IDs"),
+        None if report.duplicates > 0 => outln!(
+            "nothing to enqueue: the {} IDs in {source} are all queued already",
+            report.duplicates
+        ),
+        None => outln!("nothing to enqueue: `{source}` holds no IDs"),
         Some(batch_id) => outln!(
             "batch {batch_id}: {} enqueued, {} duplicates skipped, {} rejected (from {source})",
             report.enqueued,

@@ -56,6 +56,11 @@ pub async fn run(args: Args) -> Result<Exit> {
             args.host
         )));
     }
+    if 100_000_000 < args.files {
+        return Err(Error::Config(
+            "--files can be at most 100000000".to_string(),
+        ));
+    }
     if !(0.0..=1.0).contains(&args.fault_rate) {
         return Err(Error::Config(
             "--fault-rate must be between 0 and 1".to_string(),

@@ -3,6 +3,7 @@
 use crate::command::{open_store, Exit, GlobalArgs};
 use crate::config::Layer;
 use crate::error::Result;
+use crate::input::{escape_controls, printable};
 use crate::state::ItemState;
 
 /// Show counts per state and batch, and the items that need attention
@@ -84,11 +85,11 @@ fn print_text(
     };
     outln!("all batches: {}", line(states));
     for batch in batches {
-        let label = batch.label.as_deref().unwrap_or("-");
+        let label = printable(batch.label.as_deref().unwrap_or("-"));
+        let source = printable(&batch.source);
         outln!(
-            "batch {} ({label}, {}, {}): {}",
+            "batch {} ({label}, {source}, {}): {}",
             batch.batch_id,
-            batch.source,
             batch.created_at,
             line(&batch.counts)
         );
@@ -100,10 +101,10 @@ fn print_text(
         outln!(
             "  {} {} batch {} attempts {}: {}",
             problem.state,
-            problem.file_id,
+            printable(&problem.file_id),
             problem.batch_id,
             problem.attempts,
-            problem.last_error.as_deref().unwrap_or("")
+            escape_controls(problem.last_error.as_deref().unwrap_or(""))
         );
     }
     Ok(())

@@ -160,7 +160,7 @@ async fn a_config_file_others_can_read_is_refused() {
     assert_eq!(output.code, 2, "{output:?}");
     assert!(output
         .stderr
-        .contains("must not be readable by others, but its mode is 0644"));
+        .contains("must be private (mode 0600 or 0640), but its mode is 0644"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

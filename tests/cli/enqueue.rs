@@ -92,9 +92,15 @@ async fn an_id_already_queued_is_not_queued_twice() {
 
     assert_eq!(first.code, 0, "{first:?}");
     assert!(
-        second.stdout.contains("0 enqueued, 2 duplicates skipped"),
+        second.stdout.contains("the 2 IDs in") && second.stdout.contains("are all queued already"),
         "{second:?}"
     );
+    let pool = world.pool().await;
+    let n_batches: i64 = sqlx::query_scalar("select count(*) from batches")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n_batches, 1, "no empty batch for IDs already queued");
     assert_eq!(world.states().await.get("pending"), Some(&2));
 }
 
