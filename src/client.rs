@@ -96,6 +96,10 @@ pub enum CallError {
         /// One line for the operator.
         message: String,
     },
+    /// The service could not be reached at all (connection refused, no route, DNS):
+    /// retried like a transient error, but when retries run out the run stops.
+    #[error("{0}")]
+    Unreachable(String),
     /// 401: the token is wrong, expired or disabled. Nothing more can succeed.
     #[error("{0}")]
     Unauthorized(String),
@@ -113,7 +117,10 @@ pub enum CallError {
 impl CallError {
     /// Whether the same request may succeed later in this run.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, CallError::Transient { .. })
+        matches!(
+            self,
+            CallError::Transient { .. } | CallError::Unreachable(_)
+        )
     }
 
     /// Whether the whole run must stop.
@@ -311,8 +318,6 @@ impl RateLimiter {
 }
 
 fn transport_error(err: reqwest::Error) -> CallError {
-    // A failed connect never reached the service; anything later may have.
-    let maybe_applied = !err.is_connect();
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -326,10 +331,14 @@ fn transport_error(err: reqwest::Error) -> CallError {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
+    // A failed connect never reached the service; anything later may have.
+    if err.is_connect() && !err.is_timeout() {
+        return CallError::Unreachable(message);
+    }
     CallError::Transient {
         message,
         retry_after: None,
-        maybe_applied,
+        maybe_applied: !err.is_connect(),
     }
 }
 

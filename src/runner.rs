@@ -51,6 +51,8 @@ pub enum Stop {
     Unauthorized(String),
     /// The service answered 402.
     Quota(String),
+    /// The service could not be reached, even after retries.
+    Unreachable(String),
     /// SIGINT or SIGTERM.
     Interrupted,
     /// `--max-delete` was reached.
@@ -485,7 +487,7 @@ async fn look_up(ctx: &Ctx, works: &mut [Work]) -> Result<()> {
                 work.needs_lookup = false;
             }
             Ok(None) => work.gone("gone when looked up"),
-            Err(failure) => fail(ctx, work, failure),
+            Err(failure) => fail_one(ctx, work, failure),
         }
     }
     if !captures.is_empty() {
@@ -522,6 +524,9 @@ async fn send_bulk(ctx: &Ctx, works: &mut [Work]) -> Vec<usize> {
             }
             Err(Failure::Call(CallError::Refused { .. })) => missing.extend(group),
             Err(failure) => {
+                if let Failure::Call(call_error) = &failure {
+                    tracing::error!(items = group.len(), error = %call_error, "chunk.failed");
+                }
                 for &index in &group {
                     fail(ctx, &mut works[index], failure.clone());
                 }
@@ -577,7 +582,7 @@ async fn resolve_single(ctx: &Ctx, work: &mut Work) -> Result<()> {
                 return Ok(());
             }
             Err(failure) => {
-                fail(ctx, work, failure);
+                fail_one(ctx, work, failure);
                 return Ok(());
             }
         }
@@ -589,9 +594,17 @@ async fn resolve_single(ctx: &Ctx, work: &mut Work) -> Result<()> {
         Ok(SingleDelete::NotFound) => {
             work.gone("missing from the bulk answer; gone when deleted singly");
         }
-        Err(failure) => fail(ctx, work, failure),
+        Err(failure) => fail_one(ctx, work, failure),
     }
     Ok(())
+}
+
+/// `fail`, with one log line for the item.
+fn fail_one(ctx: &Ctx, work: &mut Work, failure: Failure) {
+    if let Failure::Call(call_error) = &failure {
+        tracing::error!(file_id = %work.claimed.file_id, error = %call_error, "item.failed");
+    }
+    fail(ctx, work, failure);
 }
 
 /// Records a failed call on an item: rejected, failed, or left for later.
@@ -608,11 +621,9 @@ fn fail(ctx: &Ctx, work: &mut Work, failure: Failure) {
     match &call_error {
         CallError::Unauthorized(_) => ctx.request_stop(Stop::Unauthorized(message)),
         CallError::Quota(_) => ctx.request_stop(Stop::Quota(message)),
+        CallError::Unreachable(_) => ctx.request_stop(Stop::Unreachable(message)),
         CallError::Refused { status: 400, .. } => work.decide(ItemState::Rejected, Some(message)),
-        _ => {
-            tracing::error!(file_id = %work.claimed.file_id, error = %message, "item.failed");
-            work.decide(ItemState::Failed, Some(message));
-        }
+        _ => work.decide(ItemState::Failed, Some(message)),
     }
 }
 

@@ -461,6 +461,19 @@ where state in ('pending', 'in_flight', 'failed')
         Ok(count as u64)
     }
 
+    /// Items held under a lease that has not run out (by a live run, or a dead one whose
+    /// lease has yet to end).
+    pub async fn count_leased(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(concat!(
+            "select count(*) from items where state = 'in_flight' and lease_until >= ",
+            now!()
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .context("failed to count leased items")?;
+        Ok(count as u64)
+    }
+
     /// The first `limit` file IDs a run would take, without leasing them.
     pub async fn preview_open(&self, limit: u32) -> Result<Vec<String>> {
         sqlx::query_scalar(concat!(

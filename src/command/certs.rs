@@ -72,6 +72,9 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
             Some(certificate) => {
                 let page = page_url(settings.base_url.as_ref(), &certificate.cert);
                 outln!("{file_id} {} {page}", certificate.cert);
+                if let Some(anomaly) = &certificate.anomaly {
+                    eprintln!("{file_id}: note: {anomaly}");
+                }
             }
             None => {
                 eprintln!("{file_id}: no certificate in the archive");

@@ -91,7 +91,13 @@ pub async fn run(global: &GlobalArgs, args: Args) -> Result<Exit> {
         return Ok(Exit::Success);
     }
     if n_open == 0 {
-        outln!("nothing to do: no pending items");
+        match store.count_leased().await? {
+            0 => outln!("nothing to do: no pending items"),
+            n_leased => outln!(
+                "nothing to do: {n_leased} items are held by another run (or by one that \
+                 died; they come free when its lease ends, within lease_secs)"
+            ),
+        }
         return Ok(Exit::Success);
     }
     let n_to_send = args.max_delete.map_or(n_open, |max| max.min(n_open));
@@ -157,8 +163,8 @@ async fn print_dry_run(
     let n_to_send = max.map_or(n_open, |max| max.min(n_open));
     let n_chunks = n_to_send.div_ceil(u64::from(settings.chunk_size));
     outln!(
-        "dry run: would send {n_to_send} of {n_open} waiting IDs in {n_chunks} chunks of up to {} \
-         ({} at a time); nothing was sent",
+        "dry run: would send {n_to_send} of {n_open} waiting IDs in {n_chunks} chunk(s) of up \
+         to {} ({} at a time); nothing was sent",
         settings.chunk_size,
         settings.concurrency
     );
@@ -240,6 +246,10 @@ pub(crate) fn print_summary(summary: &RunSummary) -> Result<()> {
             "error: the service reports a quota limit ({message}); the run stopped and \
              nothing was lost"
         ),
+        Some(Stop::Unreachable(message)) => eprintln!(
+            "error: the service cannot be reached ({message}); the run stopped and nothing \
+             was lost: check the network and base_url, and run again"
+        ),
         Some(Stop::Interrupted) => eprintln!("interrupted: unfinished items are pending again"),
         Some(Stop::MaxDelete(max)) => eprintln!(
             "stopped after sending {max} files (--max-delete, or confirm_above without --yes)"
@@ -255,7 +265,7 @@ pub(crate) fn print_summary(summary: &RunSummary) -> Result<()> {
 /// The exit code a run's summary calls for.
 pub(crate) fn exit_for(summary: &RunSummary) -> Exit {
     match summary.stop {
-        Some(Stop::Unauthorized(_) | Stop::Quota(_)) => Exit::Stopped,
+        Some(Stop::Unauthorized(_) | Stop::Quota(_) | Stop::Unreachable(_)) => Exit::Stopped,
         Some(Stop::Interrupted) => Exit::Interrupted,
         _ if summary.failed > 0 || summary.rejected > 0 => Exit::ItemsFailed,
         _ => Exit::Success,

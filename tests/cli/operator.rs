@@ -15,7 +15,7 @@ async fn a_dry_run_sends_nothing_and_changes_nothing() {
     assert!(
         output
             .stdout
-            .contains("would send 250 of 250 waiting IDs in 3 chunks"),
+            .contains("would send 250 of 250 waiting IDs in 3 chunk(s)"),
         "{}",
         output.stdout
     );

@@ -316,3 +316,26 @@ fn bulk_statuses(world: &World) -> Vec<u16> {
         .map(|request| request.status)
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_service_stops_the_run_and_fails_nothing() {
+    let world = World::new(0).await;
+    world.enqueue(&generated(0..250)).await;
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let base_url = format!("http://127.0.0.1:{closed_port}/api/notary/v2");
+
+    let output = world
+        .run(&["--base-url", &base_url, "run", "--max-attempts", "2"])
+        .await;
+
+    assert_eq!(output.code, 3, "{output:?}");
+    assert!(
+        output.stderr.contains("the service cannot be reached"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(world.states().await.get("pending"), Some(&250));
+}
