@@ -159,6 +159,18 @@ impl World {
             .collect()
     }
 
+    /// Waits (up to five seconds) until `seen` holds for the simulator: the moment to
+    /// act on a run in progress.
+    pub async fn wait_for_simulator(&self, seen: impl Fn(&SimHandle) -> bool) {
+        for _ in 0..1_000 {
+            if seen(&self.sim) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the simulator never saw what the test waits for");
+    }
+
     /// Every file ID the simulator was asked to delete, in bulk or singly.
     pub fn ids_sent_for_deletion(&self) -> Vec<String> {
         let mut sent = Vec::new();

@@ -72,12 +72,9 @@ async fn an_unconfirmed_run_sends_no_more_than_confirm_above() {
 
     // Once the run has started on its 5 items (5 look-ups of 20 ms each to go), more are
     // enqueued: they must not slip past the limit the run was started under.
-    for _ in 0..500 {
-        if !world.sim.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    world
+        .wait_for_simulator(|sim| !sim.requests().is_empty())
+        .await;
     world.enqueue(&generated(5..25)).await;
     let output = child.wait_with_output().await.unwrap();
 
@@ -152,12 +149,9 @@ async fn sigterm_finishes_the_chunks_in_flight_and_leaves_the_rest_pending() {
     let child = command.spawn().unwrap();
 
     // Wait until the run has deleted something, then ask it to stop.
-    for _ in 0..500 {
-        if !world.sim.ledger().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    world
+        .wait_for_simulator(|sim| !sim.ledger().is_empty())
+        .await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().unwrap().to_string()])
         .status()
@@ -258,12 +252,9 @@ async fn a_second_signal_exits_at_once_and_the_next_run_recovers() {
         .command(&["run", "--lease-secs", "1"])
         .spawn()
         .unwrap();
-    for _ in 0..500 {
-        if !world.sim.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    world
+        .wait_for_simulator(|sim| !sim.requests().is_empty())
+        .await;
 
     let pid = child.id().unwrap().to_string();
     for _ in 0..2 {
