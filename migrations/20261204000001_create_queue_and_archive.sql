@@ -46,6 +46,10 @@ where state in ('pending', 'in_flight', 'failed');
 create index items_open on items (id)
 where state in ('pending', 'in_flight', 'failed');
 
+-- The items a run holds: lease renewal and release look them up by run.
+create index items_leased on items (lease_owner)
+where state = 'in_flight';
+
 -- No index on (batch_id, state): every state change would move an entry in it, and
 -- only `status` and `cancel` look items up by batch.
 

@@ -420,7 +420,7 @@ impl Store {
     pub async fn extend_leases(&self, run_id: &str, lease: Duration) -> Result<u64> {
         let result = sqlx::query(
             "update items set lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
-where lease_owner = ?1 and state = 'in_flight'",
+where state = 'in_flight' and lease_owner = ?1",
         )
         .bind(run_id)
         .bind(format!("+{} seconds", lease.as_secs().max(1)))
