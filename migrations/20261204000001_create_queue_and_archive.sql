@@ -42,8 +42,9 @@ create table items (
 create unique index items_open_file_id on items (file_id)
 where state in ('pending', 'in_flight', 'failed');
 
--- The runner claims open items in insertion order.
-create index items_open on items (id)
+-- The runner claims open items in insertion order; with `state` in it, counting the
+-- open items reads the index alone.
+create index items_open on items (id, state)
 where state in ('pending', 'in_flight', 'failed');
 
 -- The items a run holds: lease renewal and release look them up by run.

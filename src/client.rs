@@ -3,6 +3,7 @@
 //! Every answer is classified here (`CallError`), so the runner decides on types, never
 //! on message text.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -291,26 +292,50 @@ fn read_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>
 /// An answer body. No `Debug`, so that nothing prints a whole page by accident.
 struct Body(bytes::Bytes);
 
-/// Spaces requests evenly: never more than `rate` in any one-second window.
+/// Spaces requests evenly, and never lets more than `rate` start in any one-second
+/// window: even spacing alone lets scheduling jitter squeeze one request too many into
+/// some window.
 #[derive(Debug)]
 struct RateLimiter {
     interval: Duration,
-    next: Mutex<Instant>,
+    /// How many requests a one-second window may hold.
+    per_window: usize,
+    schedule: Mutex<Schedule>,
 }
+
+#[derive(Debug)]
+struct Schedule {
+    next: Instant,
+    /// The start times of the last `per_window` requests.
+    recent: VecDeque<Instant>,
+}
+
+/// Slack added to the one-second window, for the time between a slot and the send.
+const WINDOW_MARGIN: Duration = Duration::from_millis(5);
 
 impl RateLimiter {
     fn new(rate: f64) -> RateLimiter {
+        let per_window = (rate.floor() as usize).clamp(1, 100_000);
         RateLimiter {
             interval: Duration::from_secs_f64(1.0 / rate),
-            next: Mutex::new(Instant::now()),
+            per_window,
+            schedule: Mutex::new(Schedule {
+                next: Instant::now(),
+                recent: VecDeque::with_capacity(per_window),
+            }),
         }
     }
 
     async fn wait(&self) {
         let slot = {
-            let mut next = self.next.lock().await;
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
+            let mut schedule = self.schedule.lock().await;
+            let mut slot = schedule.next.max(Instant::now());
+            if schedule.recent.len() == self.per_window {
+                let oldest = schedule.recent.pop_front().expect("the window is full");
+                slot = slot.max(oldest + Duration::from_secs(1) + WINDOW_MARGIN);
+            }
+            schedule.recent.push_back(slot);
+            schedule.next = slot + self.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
@@ -547,6 +572,30 @@ mod tests {
             let err = parse_deleted(&body(bad)).unwrap_err();
             assert!(err.is_retryable() && err.maybe_applied(), "{bad:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limiter_never_fills_a_second_beyond_the_rate() {
+        let limiter = RateLimiter::new(50.0);
+        let started = Instant::now();
+        let mut sent = Vec::new();
+        for _ in 0..200 {
+            limiter.wait().await;
+            sent.push(started.elapsed());
+        }
+
+        for (index, at) in sent.iter().enumerate() {
+            let in_window = sent[index..]
+                .iter()
+                .take_while(|later| **later < *at + Duration::from_secs(1))
+                .count();
+            assert!(
+                in_window <= 50,
+                "{in_window} requests in the second after {at:?}"
+            );
+        }
+        let rate = 199.0 / sent[199].as_secs_f64();
+        assert!((49.0..=50.0).contains(&rate), "{rate}");
     }
 
     #[test]
