@@ -160,7 +160,7 @@ impl Soak<'_> {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        anyhow::bail!("the queue did not drain")
+        anyhow::bail!("the queue did not drain: {:?}", self.states().await?)
     }
 
     async fn pool(&self) -> anyhow::Result<sqlx::SqlitePool> {
