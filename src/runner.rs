@@ -308,6 +308,11 @@ async fn work(ctx: Arc<Ctx>) -> Result<()> {
 
 /// Commits a finished chunk and, in the same transaction, claims the next one (unless the
 /// run is stopping or `--max-delete` is reached): one trip to the writer per chunk.
+///
+/// FIXME: the worker sends nothing while it waits for this commit, so the writer's time
+/// sits on the path of every request (T2 in BENCHMARKS.md: waves every 150 to 200 ms at
+/// 50 ms latency); claiming the next chunk while the current request is in flight would
+/// take it off that path.
 async fn commit_and_claim(ctx: &Ctx, finished: Option<Finished>) -> Result<Vec<Claimed>> {
     let limit = match ctx.is_stopping() {
         true => 0,
