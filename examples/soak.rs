@@ -81,7 +81,8 @@ async fn main() -> anyhow::Result<()> {
         .count();
     let states = soak.states().await?;
     println!(
-        "soak: {:.1} min, seed {seed}, {n_runs} runs, {n_kills} SIGKILLs, {n_drain_runs} drain runs",
+        "soak: {:.1} min, seed {seed}, {n_runs} runs, {n_kills} SIGKILLs, \
+         {n_drain_runs} drain runs",
         started.elapsed().as_secs_f64() / 60.0
     );
     println!(

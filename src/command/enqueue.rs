@@ -99,7 +99,10 @@ fn print_report(source: &str, report: &EnqueueReport, json: bool) -> Result<()> 
         "line"
     };
     for (line, text) in &report.rejected {
-        eprintln!("error: {source}: {place} {line}: not a UUID: `{text}` (stored as rejected, never sent)");
+        eprintln!(
+            "error: {source}: {place} {line}: not a UUID: `{text}` \
+             (stored as rejected, never sent)"
+        );
     }
     if report.n_rejected > report.rejected.len() as u64 {
         let more = report.n_rejected - report.rejected.len() as u64;

@@ -9,7 +9,8 @@ use crate::state::ItemState;
 /// Show counts per state and batch, and the items that need attention
 ///
 /// Counts per state over all batches and per batch, then the failed and rejected items
-/// with their reasons, most recent first. Exit code 1 when some items are failed, so scripts can alert on it.
+/// with their reasons, most recent first. Exit code 1 when some items are failed, so
+/// scripts can alert on it.
 ///
 /// Example: notary-purge status --json | jq .states
 #[derive(Debug, clap::Args)]
