@@ -216,6 +216,10 @@ impl Store {
             // only sent after the certificate capture that protects it is durable.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60))
+            // Checkpoint every 64 MiB of log instead of every 4 MiB: a page that many
+            // chunks rewrite (a leaf of a random index) is copied into the database once
+            // per checkpoint, not once per few commits. About a fifth faster on T1.
+            .pragma("wal_autocheckpoint", "16384")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
