@@ -174,7 +174,11 @@ impl Layer {
     pub fn resolve(self) -> Result<Settings> {
         let allow_plain_http = self.allow_plain_http.unwrap_or(false);
         let base_url = match &self.base_url {
-            Some(text) => Some(parse_url("base_url", text, allow_plain_http)?),
+            Some(text) => Some(check_api_path(parse_url(
+                "base_url",
+                text,
+                allow_plain_http,
+            )?)?),
             None => None,
         };
         let token_url = match &self.token_url {
@@ -359,6 +363,21 @@ fn parse_url(name: &str, text: &str, allow_plain_http: bool) -> Result<Url> {
             "{name} `{text}` has scheme `{other}`; use https"
         ))),
     }
+}
+
+/// Refuses a base URL without the Notary API's path: there, every call would answer 404
+/// `{}`, which for a file means "already gone", and nothing would be deleted.
+fn check_api_path(url: Url) -> Result<Url> {
+    let path = url.path().trim_end_matches('/');
+    let version = path.rsplit_once("/notary/v").map(|(_, version)| version);
+    let is_api = version.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+    if is_api {
+        return Ok(url);
+    }
+    Err(Error::Config(format!(
+        "base_url `{url}` does not end with the Notary API's path (`/api/notary/v2`); \
+         write it as e.g. https://eu2-cloud.acronis.com/api/notary/v2"
+    )))
 }
 
 fn in_range(name: &str, value: u32, low: u32, high: u32) -> Result<u32> {

@@ -180,6 +180,7 @@ pub async fn run(
         rejected = summary.rejected,
         failed = summary.failed,
         left_pending = summary.left_pending,
+        still_queued = summary.still_queued,
         elapsed_secs = summary.elapsed.as_secs_f64(),
         "run.finished"
     );
@@ -606,10 +607,11 @@ async fn resolve_single(ctx: &Ctx, work: &mut Work) -> Result<()> {
 
 /// `fail`, with one log line for the item.
 fn fail_one(ctx: &Ctx, work: &mut Work, failure: Failure) {
-    if let Failure::Call(call_error) = &failure {
-        tracing::error!(file_id = %work.claimed.file_id, error = %call_error, "item.failed");
-    }
     fail(ctx, work, failure);
+    // Only items that end failed or rejected; a stop puts them back to pending.
+    if let Some((state, Some(error))) = &work.outcome {
+        tracing::error!(file_id = %work.claimed.file_id, %state, %error, "item.failed");
+    }
 }
 
 /// Records a failed call on an item: rejected, failed, or left for later.

@@ -252,7 +252,8 @@ pub(crate) fn print_summary(summary: &RunSummary) -> Result<()> {
         ),
         Some(Stop::Interrupted) => eprintln!("interrupted: unfinished items are pending again"),
         Some(Stop::MaxDelete(max)) => eprintln!(
-            "stopped after sending {max} files (--max-delete, or confirm_above without --yes)"
+            "stopped at the limit of {max} files for this run (--max-delete, or \
+             confirm_above without --yes)"
         ),
         None => (),
     }

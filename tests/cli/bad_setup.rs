@@ -130,6 +130,11 @@ async fn config_mistakes_are_named_with_file_and_line() {
         .run(&["--base-url", "notary.example.com/api", "run"])
         .await;
     assert_error(&output, "has no scheme");
+    // Without the API's path every file would look already gone.
+    let origin = format!("http://{}", world.sim.addr());
+    let output = world.run(&["--base-url", &origin, "run"]).await;
+    assert_error(&output, "does not end with the Notary API's path");
+    assert!(world.sim.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
