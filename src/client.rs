@@ -124,11 +124,6 @@ impl CallError {
         )
     }
 
-    /// Whether the whole run must stop.
-    pub fn stops_run(&self) -> bool {
-        matches!(self, CallError::Unauthorized(_) | CallError::Quota(_))
-    }
-
     /// Whether the service may have acted on the request.
     pub fn maybe_applied(&self) -> bool {
         matches!(
@@ -604,8 +599,8 @@ mod tests {
         let check = |status: u16| {
             classify_status(StatusCode::from_u16(status).unwrap(), &headers, &body(b""))
         };
-        assert!(check(401).stops_run());
-        assert!(check(402).stops_run());
+        assert!(matches!(check(401), CallError::Unauthorized(_)));
+        assert!(matches!(check(402), CallError::Quota(_)));
         assert!(matches!(check(403), CallError::Refused { status: 403, .. }));
         assert!(check(408).is_retryable());
         assert!(check(429).is_retryable() && !check(429).maybe_applied());

@@ -381,16 +381,6 @@ impl Store {
         }
     }
 
-    /// Records certificates read before deletion, durably, before anything is sent.
-    pub async fn record_captures(
-        &self,
-        run_id: &str,
-        captures: &[(i64, String, String)],
-    ) -> Result<()> {
-        let op = WriteOp::Captures(captures.to_vec());
-        self.write_one(run_id, Duration::ZERO, op).await.map(|_| ())
-    }
-
     /// Archives `certificates` and records `outcomes`, in one transaction.
     ///
     /// Certificates are always archived: what the service said it deleted is a fact,
